@@ -1,0 +1,372 @@
+// Package filesink is an exactly-once ebbflow sink of text lines written to
+// files in a folder.
+//
+// Each writer writes the records of its current transaction (the records
+// between two checkpoint barriers) to an in-progress file
+//
+//	.part-<attempt>-<subtask>-<seq>.inprogress
+//
+// opened lazily by the first record of the transaction. At the barrier of a
+// checkpoint, PreCommit flushes, fsyncs and closes the file and returns one
+// committable naming it and its final name
+//
+//	part-<attempt:06d>-<subtask:04d>-<seq:06d>
+//
+// (no committable if the transaction is empty). Commit renames in-progress
+// files to their final names and fsyncs the folder, so output becomes visible
+// only once the checkpoint that holds it is complete. Names starting with '.'
+// are hidden from readers of the folder by convention.
+//
+// Commit is idempotent: an in-progress file that is gone while its final file
+// exists was committed before. If both are gone the data is lost and Commit
+// fails naming the file.
+//
+// Subtask 0 tidies up when it starts: after a restore it commits all the
+// committables of the snapshot and then deletes in-progress files of older
+// attempts; on a fresh start it deletes in-progress files of older attempts
+// and refuses a folder that already holds committed part files, so that the
+// output of a fresh run is never mixed with that of another run.
+//
+// A committable is encoded as
+//
+//	version      byte     1
+//	inprogress   uvarint length, then the file name
+//	final        uvarint length, then the file name
+//
+// with names relative to the sink's folder.
+package filesink
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ebbflow/ebbflow"
+)
+
+const (
+	committableVersion = 1
+	bufferSize         = 256 << 10
+	inProgressPrefix   = ".part-"
+	inProgressSuffix   = ".inprogress"
+	finalPrefix        = "part-"
+)
+
+// Lines returns an exactly-once sink writing one line per record to part
+// files in dir. format appends the bytes of v's line, without the newline,
+// to dst and returns the extended slice; the sink adds the '\n'.
+func Lines[T any](dir string, format func(dst []byte, v T) []byte) ebbflow.SinkConnector[T] {
+	return &connector[T]{dir: dir, format: format}
+}
+
+type connector[T any] struct {
+	dir    string
+	format func(dst []byte, v T) []byte
+}
+
+// NewWriter prepares dir and returns subtask ctx.Subtask's writer; subtask 0
+// also commits restored committables and removes leftovers.
+func (c *connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T], error) {
+	if err := Check(c.dir); err != nil {
+		return nil, err
+	}
+	w := &writer[T]{dir: c.dir, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask}
+	if ctx.Subtask != 0 {
+		return w, nil
+	}
+	if ctx.Restored {
+		if err := w.Commit(ctx.Committables); err != nil {
+			return nil, err
+		}
+	} else if final, err := committedFiles(c.dir); err != nil {
+		return nil, err
+	} else if len(final) > 0 {
+		return nil, fmt.Errorf("filesink: output folder %s already holds committed output of another run (%s); use an empty folder",
+			c.dir, final[0])
+	}
+	keep := make(map[string]bool, len(ctx.Committables))
+	for _, b := range ctx.Committables {
+		if cm, err := decodeCommittable(b); err == nil {
+			keep[cm.inProgress] = true
+		}
+	}
+	if err := removeLeftovers(c.dir, ctx.Attempt, keep, ctx.Logf); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// removeLeftovers deletes in-progress files of attempts before attempt that
+// are not in keep.
+func removeLeftovers(dir string, attempt int64, keep map[string]bool, logf func(string, ...any)) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		a, ok := inProgressAttempt(name)
+		if !ok || a >= attempt || keep[name] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("filesink: removing leftover: %w", err)
+		}
+		removed = true
+		if logf != nil {
+			logf("filesink: removed leftover %s of attempt %d", filepath.Join(dir, name), a)
+		}
+	}
+	if removed {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// inProgressAttempt parses the attempt out of an in-progress file name.
+func inProgressAttempt(name string) (int64, bool) {
+	rest, ok := strings.CutPrefix(name, inProgressPrefix)
+	if !ok {
+		return 0, false
+	}
+	a, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(a, 10, 64)
+	return n, err == nil
+}
+
+// committedFiles returns the names of the committed part files in dir,
+// sorted.
+func committedFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("filesink: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), finalPrefix) && !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// Check makes sure dir exists, creating it if needed, and is writable. The
+// error names dir.
+func Check(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("filesink: cannot create output folder %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".check-*")
+	if err != nil {
+		return fmt.Errorf("filesink: output folder %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("filesink: output folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadCommitted returns the lines of the committed part files in dir, files
+// in name order and lines in file order.
+func ReadCommitted(dir string) ([]string, error) {
+	names, err := committedFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("filesink: %w", err)
+		}
+		s := string(b)
+		for len(s) > 0 {
+			line, rest, _ := strings.Cut(s, "\n")
+			lines = append(lines, line)
+			s = rest
+		}
+	}
+	return lines, nil
+}
+
+type committable struct {
+	inProgress, final string
+}
+
+func (c committable) encode() []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(c.inProgress)+len(c.final))
+	b = append(b, committableVersion)
+	b = binary.AppendUvarint(b, uint64(len(c.inProgress)))
+	b = append(b, c.inProgress...)
+	b = binary.AppendUvarint(b, uint64(len(c.final)))
+	b = append(b, c.final...)
+	return b
+}
+
+func decodeCommittable(b []byte) (committable, error) {
+	if len(b) == 0 || b[0] != committableVersion {
+		return committable{}, errors.New("filesink: unknown committable version")
+	}
+	b = b[1:]
+	var names [2]string
+	for i := range names {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return committable{}, errors.New("filesink: malformed committable")
+		}
+		names[i], b = string(b[k:k+int(n)]), b[k+int(n):]
+		if names[i] == "" || strings.ContainsAny(names[i], `/\`) || names[i] == "." || names[i] == ".." {
+			return committable{}, fmt.Errorf("filesink: malformed committable: bad file name %q", names[i])
+		}
+	}
+	if len(b) != 0 {
+		return committable{}, errors.New("filesink: malformed committable: trailing bytes")
+	}
+	return committable{inProgress: names[0], final: names[1]}, nil
+}
+
+type writer[T any] struct {
+	dir     string
+	format  func(dst []byte, v T) []byte
+	attempt int64
+	subtask int
+	seq     int64
+
+	f    *os.File // current in-progress file, or nil
+	name string   // its name
+	bw   *bufio.Writer
+	line []byte
+}
+
+// Write appends v's line to the current transaction, opening its file if it
+// is the first record.
+func (w *writer[T]) Write(v T) error {
+	if w.f == nil {
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
+	w.line = append(w.format(w.line[:0], v), '\n')
+	if _, err := w.bw.Write(w.line); err != nil {
+		return fmt.Errorf("filesink: writing %s: %w", filepath.Join(w.dir, w.name), err)
+	}
+	return nil
+}
+
+func (w *writer[T]) open() error {
+	w.name = fmt.Sprintf("%s%d-%d-%d%s", inProgressPrefix, w.attempt, w.subtask, w.seq, inProgressSuffix)
+	f, err := os.OpenFile(filepath.Join(w.dir, w.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	w.f = f
+	if w.bw == nil {
+		w.bw = bufio.NewWriterSize(f, bufferSize)
+	} else {
+		w.bw.Reset(f)
+	}
+	return nil
+}
+
+// PreCommit finishes the current transaction: it flushes, fsyncs and closes
+// its file and returns its committable, or nothing if the transaction is
+// empty.
+func (w *writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
+	if w.f == nil {
+		return nil, nil
+	}
+	path := filepath.Join(w.dir, w.name)
+	err := w.bw.Flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("filesink: checkpoint %d: finishing %s: %w", checkpointID, path, err)
+	}
+	// The file's directory entry must survive a crash as well.
+	if err := syncDir(w.dir); err != nil {
+		return nil, err
+	}
+	c := committable{
+		inProgress: w.name,
+		final:      fmt.Sprintf("%s%06d-%04d-%06d", finalPrefix, w.attempt, w.subtask, w.seq),
+	}
+	w.seq++
+	return [][]byte{c.encode()}, nil
+}
+
+// Commit publishes the committables' files. It is idempotent, and any writer
+// of the sink may commit any committable.
+func (w *writer[T]) Commit(committables [][]byte) error {
+	renamed := false
+	for _, b := range committables {
+		c, err := decodeCommittable(b)
+		if err != nil {
+			return fmt.Errorf("%w (in %s)", err, w.dir)
+		}
+		src, dst := filepath.Join(w.dir, c.inProgress), filepath.Join(w.dir, c.final)
+		err = os.Rename(src, dst)
+		if err == nil {
+			renamed = true
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("filesink: committing: %w", err)
+		}
+		if _, serr := os.Stat(dst); serr == nil {
+			continue // committed before
+		}
+		return fmt.Errorf("filesink: cannot commit %s: neither it nor its committed file %s exists: output lost", src, dst)
+	}
+	if renamed {
+		return syncDir(w.dir)
+	}
+	return nil
+}
+
+// Close aborts the current transaction, removing its file. Pre-committed
+// files stay for Commit.
+func (w *writer[T]) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	path := filepath.Join(w.dir, w.name)
+	w.f.Close()
+	w.f = nil
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("filesink: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("filesink: syncing folder %s: %w", dir, err)
+	}
+	return nil
+}

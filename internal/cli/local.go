@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbflow/ebbflow/checkpoint"
+	"github.com/ebbflow/ebbflow/internal/etcdlocal"
+	"github.com/ebbflow/ebbflow/jobcluster"
+	"github.com/ebbflow/ebbflow/taskmanager"
+)
+
+type localFlags struct {
+	taskManagers int
+	slots        int
+	dataDir      string
+	fresh        bool
+	interval     time.Duration
+	retain       int
+	parallelism  int
+	logLevel     string
+	quiet        bool
+}
+
+func localCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
+	var f localFlags
+	cmd := &cobra.Command{
+		Use:   "local [flags] JOB [job flags]",
+		Short: "Run a job on a whole cluster in one process: embedded etcd, a JobManager, N TaskManagers, checkpoints in a local folder",
+		Long: `Run a job on a whole cluster in one process: an embedded etcd on loopback, one
+JobManager and N TaskManagers talking over the same TCP protocols the distributed
+cluster uses, and checkpoints in a local folder. etcd data and checkpoints are kept
+in --data-dir: running the same command again after a crash resumes the unfinished
+job from its latest checkpoint; --fresh starts over.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLocal(cmd.Context(), jobs, f, args, stdout, stderr)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	fl := cmd.Flags()
+	fl.IntVar(&f.taskManagers, "taskmanagers", 2, "number of TaskManagers")
+	fl.IntVar(&f.slots, "slots", 2, "slots per TaskManager")
+	fl.StringVar(&f.dataDir, "data-dir", ".ebbflow-local", "folder for the embedded etcd's data and the checkpoints")
+	fl.BoolVar(&f.fresh, "fresh", false, "discard the state of an earlier run in --data-dir and start over")
+	fl.DurationVar(&f.interval, "checkpoint-interval", time.Second, "time between checkpoints (0 = only the final one)")
+	fl.IntVar(&f.retain, "checkpoints-retained", 3, "completed checkpoints to keep")
+	fl.IntVar(&f.parallelism, "parallelism", 0, "cap on the job's parallelism (0 = every slot, up to max parallelism)")
+	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary")
+	return cmd
+}
+
+func (f *localFlags) validate() error {
+	switch {
+	case f.taskManagers < 1:
+		return usageError("--taskmanagers must be at least 1, got %d", f.taskManagers)
+	case f.slots < 1:
+		return usageError("--slots must be at least 1, got %d", f.slots)
+	case f.interval < 0:
+		return usageError("--checkpoint-interval must not be negative, got %v", f.interval)
+	case f.retain < 1:
+		return usageError("--checkpoints-retained must be at least 1, got %d", f.retain)
+	case f.parallelism < 0:
+		return usageError("--parallelism must not be negative, got %d", f.parallelism)
+	case f.dataDir == "":
+		return usageError("--data-dir is empty")
+	}
+	if _, err := zapcore.ParseLevel(f.logLevel); err != nil {
+		return usageError("--log-level: %v", err)
+	}
+	return nil
+}
+
+func consoleLogger(level string, w io.Writer) *zap.Logger {
+	lvl, _ := zapcore.ParseLevel(level)
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core)
+}
+
+func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdout, stderr io.Writer) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	name, jobArgs, err := splitJob(jobs, args)
+	if err != nil {
+		return err
+	}
+	g, err := jobs.Build(name, jobArgs)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := consoleLogger(f.logLevel, stderr)
+	defer log.Sync()
+
+	dataDir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return usageError("--data-dir %q: %v", f.dataDir, err)
+	}
+	etcdDir := filepath.Join(dataDir, "etcd")
+	chkDir := filepath.Join(dataDir, "checkpoints")
+	if f.fresh {
+		for _, d := range []string{etcdDir, chkDir} {
+			if err := os.RemoveAll(d); err != nil {
+				return fmt.Errorf("--fresh: remove %s: %w", d, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return usageError("--data-dir %s cannot be created: %v", dataDir, err)
+	}
+	storage, err := checkpoint.NewLocal(chkDir)
+	if err != nil {
+		return err
+	}
+	etcd, err := etcdlocal.Start(etcdDir)
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("connect to embedded etcd at %s: %w", etcd.Endpoint, err)
+	}
+	defer cli.Close()
+
+	const clusterID = "local"
+	jm, err := jobcluster.New(jobcluster.Config{
+		Cluster: clusterID, ID: "jobmanager", Job: name, Args: jobArgs, Graph: g, Etcd: cli, Storage: storage,
+		CheckpointInterval: f.interval, Retain: f.retain, Parallelism: f.parallelism,
+		WaitForSlots: f.taskManagers * f.slots, SessionTTL: 5 * time.Second, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	var tms []*taskmanager.TaskManager
+	for i := 1; i <= f.taskManagers; i++ {
+		tm, err := taskmanager.New(taskmanager.Config{
+			ID: fmt.Sprintf("tm-%d", i), Cluster: clusterID, Slots: f.slots,
+			ControlBind: "127.0.0.1:0", DataBind: "127.0.0.1:0", LeaseTTL: 3 * time.Second,
+			Etcd: cli, Jobs: jobs, Logger: log,
+			OpenStorage: func(string) (checkpoint.Storage, error) { return storage, nil },
+		})
+		if err != nil {
+			return err
+		}
+		tms = append(tms, tm)
+	}
+
+	start := time.Now()
+	tmCtx, stopTMs := context.WithCancel(context.Background())
+	defer stopTMs()
+	var tmGroup errgroup.Group
+	for _, tm := range tms {
+		tmGroup.Go(func() error { return tm.Run(tmCtx) })
+	}
+	progressDone := make(chan struct{})
+	progressStopped := make(chan struct{})
+	go func() {
+		defer close(progressStopped)
+		progress(jm, f.quiet, stdout, start, progressDone)
+	}()
+	runErr := jm.Run(ctx)
+	close(progressDone)
+	<-progressStopped
+	stopTMs()
+	tmErr := tmGroup.Wait()
+
+	st := jm.Status()
+	switch {
+	case errors.Is(runErr, jobcluster.ErrAlreadyFinished):
+		fmt.Fprintf(stdout, "%s already finished in %s; nothing to do (run with --fresh to start it over)\n", name, dataDir)
+		return nil
+	case runErr != nil && ctx.Err() != nil:
+		fmt.Fprintf(stdout, "interrupted; the job stays unfinished in %s — run the same command again to resume it from checkpoint %d\n", dataDir, lastCompleted(st))
+		return &exitError{code: 130, err: errors.New("interrupted")}
+	case runErr != nil:
+		return runErr
+	}
+	if tmErr != nil {
+		log.Warn("taskmanager", zap.Error(tmErr))
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(stdout, "%s finished in %.1fs: %d records from sources (%.0f/s), parallelism %d, %d checkpoints, %d restarts\n",
+		name, elapsed.Seconds(), st.SourceRecords, float64(st.SourceRecords)/elapsed.Seconds(), st.Parallelism, completedCount(st), st.Restarts)
+	return nil
+}
+
+func lastCompleted(st jobcluster.Status) int64 {
+	if st.LastCompleted != nil {
+		return st.LastCompleted.ID
+	}
+	return 0
+}
+
+func completedCount(st jobcluster.Status) int {
+	n := 0
+	for _, c := range st.Checkpoints {
+		if c.Status == "completed" {
+			n++
+		}
+	}
+	return n
+}
+
+// progress prints a line per second while the job runs.
+func progress(jm *jobcluster.JobManager, quiet bool, w io.Writer, start time.Time, done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last int64
+	lastAt := start
+	announced := false
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			st := jm.Status()
+			if !announced && st.ResumedFrom > 0 {
+				announced = true
+				fmt.Fprintf(w, "resuming the unfinished job from checkpoint %d\n", st.ResumedFrom)
+			}
+			if quiet {
+				continue
+			}
+			rate := float64(st.SourceRecords-last) / now.Sub(lastAt).Seconds()
+			if rate < 0 {
+				rate = 0
+			}
+			last, lastAt = st.SourceRecords, now
+			chk := "no checkpoint yet"
+			if c := st.LastCompleted; c != nil {
+				chk = fmt.Sprintf("checkpoint %d (%s, %dms)", c.ID, humanBytes(c.Bytes), c.Duration.Milliseconds())
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "[%5.1fs] %-10s p=%d  records %d (%.0f/s)  sink %d  %s", now.Sub(start).Seconds(), st.Phase, st.Parallelism, st.SourceRecords, rate, st.SinkRecords, chk)
+			if st.Restarts > 0 {
+				fmt.Fprintf(&b, "  restarts %d", st.Restarts)
+			}
+			fmt.Fprintln(w, b.String())
+		}
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,405 @@
+package jobcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/ebbflow/ebbflow/checkpoint"
+	"github.com/ebbflow/ebbflow/internal/cluster"
+	"github.com/ebbflow/ebbflow/internal/control"
+	"github.com/ebbflow/ebbflow/internal/graph"
+	"github.com/ebbflow/ebbflow/scheduler"
+)
+
+// ErrLostLeadership ends a JobManager whose etcd session ended or whose
+// guarded write failed: another JobManager may be leading now.
+var ErrLostLeadership = errors.New("jobmanager: lost leadership")
+
+// ErrAlreadyFinished is returned when the cluster's job already finished.
+var ErrAlreadyFinished = errors.New("jobmanager: the job already finished")
+
+// JobManager runs one job.
+type JobManager struct {
+	cfg Config
+	log *zap.Logger
+
+	// leadership
+	session  *concurrency.Session
+	election *concurrency.Election
+	epoch    int64
+	leaderKy string
+
+	events chan any
+	wg     sync.WaitGroup
+
+	// state owned by the event loop
+	tms        map[string]cluster.TaskManagerInfo
+	conns      map[string]*tmConn
+	dialing    map[string]bool
+	slotsSince time.Time
+	lastSlots  int
+	attemptNo  int64
+	lastID     int64 // last checkpoint id used
+	latest     *cluster.CheckpointPointer
+	dep        *deployment
+	failures   int
+	restartAt  time.Time
+	finished   bool
+
+	mu     sync.Mutex
+	status Status
+}
+
+type tmConn struct {
+	id   string
+	conn *control.Conn
+}
+
+// event types
+type (
+	evTMs     struct{ tms map[string]cluster.TaskManagerInfo }
+	evConn    struct{ c *tmConn }
+	evConnErr struct {
+		id  string
+		err error
+	}
+	evMsg struct {
+		c *tmConn
+		m *control.Message
+	}
+	evDown      struct{ c *tmConn }
+	evCommitted struct {
+		p   *checkpoint.Pending
+		md  *checkpoint.Metadata
+		dir string
+		err error
+	}
+	evFatal struct{ err error }
+)
+
+// New creates a JobManager.
+func New(cfg Config) (*JobManager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &JobManager{cfg: cfg, log: cfg.Logger.With(zap.String("jobmanager", cfg.ID), zap.String("job", cfg.Job)),
+		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{}}, nil
+}
+
+// Epoch is the leader epoch (0 before leadership).
+func (jm *JobManager) Epoch() int64 { return jm.epoch }
+
+// Run campaigns for leadership, then runs the job until it finishes (nil),
+// fails, ctx ends, or leadership is lost.
+func (jm *JobManager) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		jm.closeConns()
+		jm.wg.Wait()
+	}()
+	jm.setPhase("campaigning")
+	s, err := concurrency.NewSession(jm.cfg.Etcd, concurrency.WithTTL(int(jm.cfg.SessionTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("jobmanager: etcd session: %w", err)
+	}
+	jm.session = s
+	defer func() {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		if jm.election != nil && jm.epoch != 0 {
+			_ = jm.election.Resign(rctx)
+		}
+		s.Close()
+	}()
+	jm.election = concurrency.NewElection(s, cluster.LeaderPrefix(jm.cfg.Cluster))
+	jm.log.Info("campaigning for leadership", zap.String("election", cluster.LeaderPrefix(jm.cfg.Cluster)))
+	if err := jm.election.Campaign(ctx, jm.cfg.ID); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("jobmanager: campaign: %w", err)
+	}
+	jm.epoch = jm.election.Rev()
+	jm.leaderKy = jm.election.Key()
+	jm.log.Info("became leader", zap.Int64("epoch", jm.epoch), zap.String("key", jm.leaderKy))
+
+	if err := jm.prepare(ctx); err != nil {
+		return err
+	}
+	jm.wg.Add(1)
+	go jm.watchTaskManagers(ctx)
+	return jm.loop(ctx)
+}
+
+// guard is the condition of every write by the leader.
+func (jm *JobManager) guard() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(jm.leaderKy), "=", jm.epoch)
+}
+
+func (jm *JobManager) guardedPut(ctx context.Context, key, val string) error {
+	resp, err := jm.cfg.Etcd.Txn(ctx).If(jm.guard()).Then(clientv3.OpPut(key, val)).Commit()
+	if err != nil {
+		return fmt.Errorf("jobmanager: write %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: guarded write of %s refused", ErrLostLeadership, key)
+	}
+	return nil
+}
+
+// prepare reads the job's record and latest checkpoint, and checks that
+// this run may continue it.
+func (jm *JobManager) prepare(ctx context.Context) error {
+	resp, err := jm.cfg.Etcd.Get(ctx, cluster.JobKey(jm.cfg.Cluster))
+	if err != nil {
+		return fmt.Errorf("jobmanager: read job record: %w", err)
+	}
+	if len(resp.Kvs) > 0 {
+		var info cluster.JobInfo
+		if err := json.Unmarshal(resp.Kvs[0].Value, &info); err != nil {
+			return fmt.Errorf("jobmanager: job record %s is corrupt: %w", cluster.JobKey(jm.cfg.Cluster), err)
+		}
+		if info.Job != jm.cfg.Job || strings.Join(info.Args, "\x00") != strings.Join(jm.cfg.Args, "\x00") {
+			return fmt.Errorf("jobmanager: cluster %q holds job %s %q (status %s), not %s %q; use another cluster id or start over", jm.cfg.Cluster, info.Job, info.Args, info.Status, jm.cfg.Job, jm.cfg.Args)
+		}
+		if info.Status == cluster.JobFinished {
+			return ErrAlreadyFinished
+		}
+		jm.attemptNo = info.Attempt
+	}
+	resp, err = jm.cfg.Etcd.Get(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
+	if err != nil {
+		return fmt.Errorf("jobmanager: read latest checkpoint pointer: %w", err)
+	}
+	if len(resp.Kvs) > 0 {
+		var p cluster.CheckpointPointer
+		if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
+			return fmt.Errorf("jobmanager: checkpoint pointer %s is corrupt: %w", cluster.LatestCheckpointKey(jm.cfg.Cluster), err)
+		}
+		jm.latest = &p
+		jm.lastID = p.ID
+	} else if jm.cfg.FromSavepoint != "" {
+		dir := strings.TrimSuffix(jm.cfg.FromSavepoint, "/") + "/"
+		md, err := checkpoint.ReadMetadata(ctx, jm.cfg.Storage, dir)
+		if err != nil {
+			return fmt.Errorf("jobmanager: --from-savepoint: %w", err)
+		}
+		jm.latest = &cluster.CheckpointPointer{ID: md.ID, Dir: dir, Savepoint: true}
+		jm.lastID = md.ID
+	}
+	if jm.latest != nil {
+		md, err := checkpoint.ReadMetadata(ctx, jm.cfg.Storage, jm.latest.Dir)
+		if err != nil {
+			return fmt.Errorf("jobmanager: latest checkpoint %d: %w", jm.latest.ID, err)
+		}
+		if err := checkpoint.CheckCompatible(md, jm.cfg.Graph, jm.cfg.AllowDropState); err != nil {
+			return fmt.Errorf("jobmanager: %w", err)
+		}
+		jm.log.Info("resuming from checkpoint", zap.Int64("checkpoint", md.ID), zap.String("dir", jm.latest.Dir), zap.Int("parallelism", md.Parallelism))
+		jm.setResumed(md.ID)
+	}
+	jm.cleanupUncommitted(ctx)
+	return jm.writeJob(ctx, cluster.JobRunning, "")
+}
+
+func (jm *JobManager) writeJob(ctx context.Context, st cluster.JobStatus, errMsg string) error {
+	b, _ := json.Marshal(cluster.JobInfo{Job: jm.cfg.Job, Args: jm.cfg.Args, Status: st, Attempt: jm.attemptNo, Error: errMsg, UpdatedAt: time.Now().UTC()})
+	return jm.guardedPut(ctx, cluster.JobKey(jm.cfg.Cluster), string(b))
+}
+
+// cleanupUncommitted deletes checkpoint folders that were never committed
+// (newer than the pointer: a crash between data and commit) — they are
+// garbage by the commit protocol.
+func (jm *JobManager) cleanupUncommitted(ctx context.Context) {
+	ids, err := jm.checkpointIDs(ctx)
+	if err != nil {
+		jm.log.Warn("list checkpoints for cleanup", zap.Error(err))
+		return
+	}
+	var latest int64
+	if jm.latest != nil && !jm.latest.Savepoint {
+		latest = jm.latest.ID
+	}
+	for _, id := range ids {
+		if id > latest {
+			dir := checkpoint.Dir(jm.cfg.Job, id)
+			jm.log.Info("deleting uncommitted checkpoint", zap.String("dir", dir))
+			if err := jm.cfg.Storage.DeletePrefix(ctx, dir); err != nil {
+				jm.log.Warn("delete uncommitted checkpoint", zap.String("dir", dir), zap.Error(err))
+			}
+		}
+		if id > jm.lastID {
+			jm.lastID = id
+		}
+	}
+}
+
+func (jm *JobManager) checkpointIDs(ctx context.Context) ([]int64, error) {
+	names, err := jm.cfg.Storage.List(ctx, jm.cfg.Job+"/chk-")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int64]bool{}
+	var ids []int64
+	for _, n := range names {
+		rest := strings.TrimPrefix(n, jm.cfg.Job+"/chk-")
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			continue
+		}
+		id, err := strconv.ParseInt(rest[:i], 10, 64)
+		if err != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	return ids, nil
+}
+
+// watchTaskManagers lists the TaskManager keys and then watches from the
+// list's revision; on a compacted revision it lists again. Each change
+// sends the whole set (level-based: the loop reconciles against it).
+func (jm *JobManager) watchTaskManagers(ctx context.Context) {
+	defer jm.wg.Done()
+	prefix := cluster.TaskManagersPrefix(jm.cfg.Cluster)
+	for ctx.Err() == nil {
+		resp, err := jm.cfg.Etcd.Get(ctx, prefix, clientv3.WithPrefix())
+		if err != nil {
+			if ctx.Err() == nil {
+				jm.log.Warn("list taskmanagers", zap.Error(err))
+				time.Sleep(200 * time.Millisecond)
+			}
+			continue
+		}
+		set := map[string]cluster.TaskManagerInfo{}
+		for _, kv := range resp.Kvs {
+			if info, err := cluster.DecodeTaskManager(string(kv.Key), kv.Value); err == nil {
+				set[info.ID] = info
+			}
+		}
+		jm.post(ctx, evTMs{tms: copySet(set)})
+		wc := jm.cfg.Etcd.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		for wr := range wc {
+			if wr.CompactRevision != 0 {
+				jm.log.Info("taskmanager watch compacted; listing again", zap.Int64("compactRevision", wr.CompactRevision))
+				break
+			}
+			if err := wr.Err(); err != nil {
+				jm.log.Warn("taskmanager watch", zap.Error(err))
+				break
+			}
+			for _, ev := range wr.Events {
+				id := strings.TrimPrefix(string(ev.Kv.Key), prefix)
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(set, id)
+					continue
+				}
+				if info, err := cluster.DecodeTaskManager(string(ev.Kv.Key), ev.Kv.Value); err == nil {
+					set[info.ID] = info
+				}
+			}
+			jm.post(ctx, evTMs{tms: copySet(set)})
+		}
+	}
+}
+
+func copySet(m map[string]cluster.TaskManagerInfo) map[string]cluster.TaskManagerInfo {
+	c := make(map[string]cluster.TaskManagerInfo, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (jm *JobManager) post(ctx context.Context, ev any) {
+	select {
+	case jm.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+// dial opens the control connection to a TaskManager and does the epoch
+// handshake.
+func (jm *JobManager) dial(ctx context.Context, info cluster.TaskManagerInfo) {
+	defer jm.wg.Done()
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	nc, err := d.DialContext(dctx, "tcp", info.ControlAddr)
+	if err != nil {
+		jm.post(ctx, evConnErr{id: info.ID, err: fmt.Errorf("connect to taskmanager %s at %s: %w", info.ID, info.ControlAddr, err)})
+		return
+	}
+	c := control.NewConn(nc)
+	if err := c.Send(&control.Message{Kind: control.KindHello, Epoch: jm.epoch}); err != nil {
+		c.Close()
+		jm.post(ctx, evConnErr{id: info.ID, err: err})
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	m, err := c.Recv()
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil || m.Kind != control.KindHelloOK {
+		c.Close()
+		if err == nil {
+			err = fmt.Errorf("taskmanager %s refused epoch %d: %s", info.ID, jm.epoch, m.Error)
+		}
+		jm.post(ctx, evConnErr{id: info.ID, err: err})
+		return
+	}
+	tc := &tmConn{id: info.ID, conn: c}
+	jm.post(ctx, evConn{c: tc})
+	for {
+		m, err := c.Recv()
+		if err != nil {
+			jm.post(ctx, evDown{c: tc})
+			return
+		}
+		jm.post(ctx, evMsg{c: tc, m: m})
+	}
+}
+
+func (jm *JobManager) closeConns() {
+	for _, c := range jm.conns {
+		c.conn.Close()
+	}
+}
+
+func (jm *JobManager) send(id string, m *control.Message) error {
+	c := jm.conns[id]
+	if c == nil {
+		return fmt.Errorf("no connection to taskmanager %s", id)
+	}
+	m.Epoch = jm.epoch
+	return c.conn.Send(m)
+}
+
+// taskManagers is the connected, known set for the scheduler.
+func (jm *JobManager) taskManagers() []scheduler.TaskManager {
+	var out []scheduler.TaskManager
+	for id, info := range jm.tms {
+		if jm.conns[id] == nil {
+			continue
+		}
+		out = append(out, scheduler.TaskManager{ID: id, Slots: info.Slots, Draining: info.State == cluster.TMDraining})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+var _ = graph.KindSource
