@@ -69,7 +69,9 @@ type tmConn struct {
 
 // event types
 type (
-	evTMs     struct{ tms map[string]cluster.TaskManagerInfo }
+	evTMs struct {
+		tms map[string]cluster.TaskManagerInfo
+	}
 	evConn    struct{ c *tmConn }
 	evConnErr struct {
 		id  string
@@ -173,7 +175,7 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 			return fmt.Errorf("jobmanager: job record %s is corrupt: %w", cluster.JobKey(jm.cfg.Cluster), err)
 		}
 		if info.Job != jm.cfg.Job || strings.Join(info.Args, "\x00") != strings.Join(jm.cfg.Args, "\x00") {
-			return fmt.Errorf("jobmanager: cluster %q holds job %s %q (status %s), not %s %q; use another cluster id or start over", jm.cfg.Cluster, info.Job, info.Args, info.Status, jm.cfg.Job, jm.cfg.Args)
+			return fmt.Errorf("jobmanager: cluster %q holds job %s %q (status %s), not %s %q; run it with the same arguments, use another cluster id, or start over (local: --fresh)", jm.cfg.Cluster, info.Job, info.Args, info.Status, jm.cfg.Job, jm.cfg.Args)
 		}
 		if info.Status == cluster.JobFinished {
 			return ErrAlreadyFinished

@@ -140,6 +140,7 @@ func (a *attempt) run(rt *runningTask) {
 	}
 	switch {
 	case err == nil:
+		a.sendStats()
 		a.send(&control.Message{Kind: control.KindTaskFinished, Task: &rt.id})
 	case a.ctx.Err() != nil && errors.Is(err, context.Canceled):
 	case a.ctx.Err() != nil:
@@ -165,17 +166,21 @@ func (a *attempt) reportStats() {
 			return
 		case <-t.C:
 		}
-		var s control.Stats
-		for _, rt := range a.tasks {
-			if rt.source {
-				s.SourceRecords += rt.t.Stats.RecordsIn.Load()
-			}
-			if rt.sink {
-				s.SinkRecords += rt.t.Stats.RecordsIn.Load()
-			}
-		}
-		a.send(&control.Message{Kind: control.KindStats, Stats: &s})
+		a.sendStats()
 	}
+}
+
+func (a *attempt) sendStats() {
+	var s control.Stats
+	for _, rt := range a.tasks {
+		if rt.source {
+			s.SourceRecords += rt.t.Stats.RecordsIn.Load()
+		}
+		if rt.sink {
+			s.SinkRecords += rt.t.Stats.RecordsIn.Load()
+		}
+	}
+	a.send(&control.Message{Kind: control.KindStats, Stats: &s})
 }
 
 func (a *attempt) command(m *control.Message) {

@@ -37,6 +37,13 @@
 // finished. Restoring a position checks that the file still has a line
 // boundary there and is at least end bytes long; a file that shrank or
 // changed is reported as an error naming the file and the offset.
+//
+// # Reading
+//
+// A reader goes through its splits in the order given. Poll returns
+// EndOfInput, possibly together with the last lines, once all of them are
+// finished, and keeps returning it. Snapshot returns the state of every
+// split, finished ones included.
 package filesource
 
 import (
@@ -52,8 +59,17 @@ import (
 	"github.com/ebbflow/ebbflow"
 )
 
-// DefaultSplitSize is the split size used without [WithSplitSize].
+// DefaultSplitSize is the largest split size used without [WithSplitSize].
+// Without that option the split size adapts to the input: the total size
+// divided by [TargetSplits], between [MinSplitSize] and DefaultSplitSize,
+// so that even a small input spreads over many source subtasks.
 const DefaultSplitSize = 16 << 20
+
+// MinSplitSize is the smallest adaptive split size.
+const MinSplitSize = 64 << 10
+
+// TargetSplits is the number of splits the adaptive size aims at.
+const TargetSplits = 256
 
 const (
 	stateVersion = 1
@@ -70,13 +86,18 @@ type options struct {
 // WithSplitSize sets the size in bytes of the ranges files are cut into.
 // It must be at least 1.
 func WithSplitSize(n int64) Option {
-	return func(o *options) { o.splitSize = n }
+	return func(o *options) {
+		o.splitSize = n
+		if n == 0 {
+			o.splitSize = -1 // an explicit 0 is invalid, not "adaptive"
+		}
+	}
 }
 
 // Lines returns a bounded source of the lines of the file at path, or of the
 // files of the folder at path (see the package documentation).
 func Lines(path string, opts ...Option) ebbflow.SourceConnector[string] {
-	o := options{splitSize: DefaultSplitSize}
+	o := options{}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -90,17 +111,25 @@ type connector struct {
 
 // Splits enumerates the input files and cuts them into ranges.
 func (c *connector) Splits() ([][]byte, error) {
-	if c.opts.splitSize < 1 {
-		return nil, fmt.Errorf("filesource %s: split size %d must be at least 1", c.path, c.opts.splitSize)
-	}
 	files, err := listFiles(c.path)
 	if err != nil {
 		return nil, err
 	}
+	size := c.opts.splitSize
+	if size == 0 {
+		var total int64
+		for _, f := range files {
+			total += f.size
+		}
+		size = min(max(total/TargetSplits, MinSplitSize), DefaultSplitSize)
+	}
+	if size < 1 {
+		return nil, fmt.Errorf("filesource %s: split size %d must be at least 1", c.path, size)
+	}
 	var out [][]byte
 	for _, f := range files {
-		for start := int64(0); start < f.size; start += c.opts.splitSize {
-			end := min(start+c.opts.splitSize, f.size)
+		for start := int64(0); start < f.size; start += size {
+			end := min(start+size, f.size)
 			out = append(out, split{path: f.path, start: start, end: end, pos: start}.encode())
 		}
 	}
@@ -287,11 +316,22 @@ func (r *reader) Poll(out ebbflow.Collector[string], max int) (ebbflow.PollStatu
 }
 
 // skipDone moves past finished splits, closing their file, and reports
-// whether all splits are finished.
+// whether all splits are finished. A fresh split that continues the range
+// just read in the same file goes on with the open file: the position after
+// the previous split's last line is the first line start at or after its
+// end, which is where the next split begins.
 func (r *reader) skipDone() bool {
 	for r.cur < len(r.splits) && r.splits[r.cur].done() {
-		r.closeFile()
+		prev := r.splits[r.cur]
 		r.cur++
+		if r.f != nil && r.cur < len(r.splits) {
+			next := &r.splits[r.cur]
+			if next.path == prev.path && next.start == prev.end && next.pos == next.start {
+				next.pos = prev.pos
+				continue
+			}
+		}
+		r.closeFile()
 	}
 	return r.cur == len(r.splits)
 }

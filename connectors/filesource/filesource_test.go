@@ -38,7 +38,7 @@ func naiveLines(t *testing.T, paths ...string) []string {
 func contents() map[string]string {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var varied strings.Builder
-	for i := range 500 {
+	for i := range 200 {
 		n := rng.IntN(120)
 		if i%97 == 0 {
 			n = 0
@@ -56,7 +56,7 @@ func contents() map[string]string {
 		"empties":    "\n\n\n\n",
 		"one":        "x",
 		"crlast":     "a\r\nb\r",
-		"long":       "short\n" + strings.Repeat("L", 600<<10) + "\nafter\n" + strings.Repeat("M", 300<<10),
+		"longish":    "short\n" + strings.Repeat("L", 3000) + "\nafter\n" + strings.Repeat("M", 2000),
 		"empty":      "",
 	}
 }
@@ -153,6 +153,44 @@ func TestLinesEveryLineOnce(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLongLines reads lines longer than the read buffer.
+func TestLongLines(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "long", "short\n"+strings.Repeat("L", 600<<10)+"\r\nafter\n\n"+
+		strings.Repeat("M", 300<<10)+"\n"+strings.Repeat("N", 257<<10))
+	want := naiveLines(t, p)
+	for _, size := range []int64{100 << 10, 256 << 10, 1 << 20, 0} {
+		opts := []Option{WithSplitSize(size)}
+		if size == 0 {
+			opts = nil
+		}
+		src := Lines(p, opts...)
+		splits, err := src.Splits()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(size), 1))
+		for _, par := range []int{1, 2} {
+			var got []string
+			for sub := range par {
+				r, _ := src.NewReader(ebbflow.SourceContext{Subtask: sub, Parallelism: par}, subtaskSplits(splits, sub, par))
+				got = append(got, drain(t, r, rng)...)
+				r.Close()
+			}
+			if !slices.Equal(sorted(got), sorted(want)) {
+				t.Fatalf("split size %d parallelism %d: got %d lines, want %d", size, par, len(got), len(want))
+			}
+		}
+		// Restore in the middle of the file.
+		states := restoreAt(t, src, 2)
+		r, _ := src.NewReader(ebbflow.SourceContext{Parallelism: 1}, states)
+		if got := drain(t, r, rng); !slices.Equal(sorted(got), sorted(want[2:])) {
+			t.Fatalf("split size %d: restored reader got %d lines, want %d", size, len(got), len(want)-2)
+		}
+		r.Close()
 	}
 }
 

@@ -13,6 +13,12 @@
 //	step     varint   distance between values (1 for ranges, k when unbounded)
 //
 // A bounded split with next >= end is finished.
+//
+// A reader emits its bounded splits one after the other and its unbounded
+// splits in turn. Poll returns EndOfInput, possibly together with the last
+// values, once all its splits are finished (at once for a reader without
+// splits), and keeps returning it; a reader with an unbounded split never
+// ends.
 package generator
 
 import (

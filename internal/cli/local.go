@@ -144,6 +144,13 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 		return fmt.Errorf("connect to embedded etcd at %s: %w", etcd.Endpoint, err)
 	}
 	defer cli.Close()
+	// Nothing but this process uses the embedded etcd: leases left by an
+	// earlier run that was killed (its JobManager's election key, its
+	// TaskManagers' registrations) are stale, so revoke them instead of
+	// waiting for them to expire.
+	if err := revokeStaleLeases(ctx, cli); err != nil {
+		return err
+	}
 
 	const clusterID = "local"
 	jm, err := jobcluster.New(jobcluster.Config{
@@ -204,6 +211,19 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 	elapsed := time.Since(start)
 	fmt.Fprintf(stdout, "%s finished in %.1fs: %d records from sources (%.0f/s), parallelism %d, %d checkpoints, %d restarts\n",
 		name, elapsed.Seconds(), st.SourceRecords, float64(st.SourceRecords)/elapsed.Seconds(), st.Parallelism, completedCount(st), st.Restarts)
+	return nil
+}
+
+func revokeStaleLeases(ctx context.Context, cli *clientv3.Client) error {
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		return fmt.Errorf("list leases of the embedded etcd: %w", err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			return fmt.Errorf("revoke stale lease %x: %w", l.ID, err)
+		}
+	}
 	return nil
 }
 
