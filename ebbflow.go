@@ -26,6 +26,11 @@ import (
 	"github.com/ebbflow/ebbflow/state"
 )
 
+// Unrecoverable marks an error (from a connector or user function) that a
+// restart cannot fix, such as an output folder that holds another run's
+// output: the job fails at once with it instead of restarting.
+func Unrecoverable(err error) error { return graph.Unrecoverable(err) }
+
 // Collector receives records from an operator.
 type Collector[T any] interface {
 	Collect(v T)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -340,8 +339,9 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 			what = m.Task.String()
 		}
 		err := fmt.Errorf("%s on taskmanager %s failed: %s", what, m.TM, m.Error)
-		if isFatal(m.Error) {
-			return fmt.Errorf("jobmanager: %w", err)
+		if m.Fatal {
+			_ = jm.writeJob(ctx, cluster.JobFailed, err.Error())
+			return fmt.Errorf("jobmanager: job failed: %w", err)
 		}
 		jm.failDeployment(ctx, err)
 	case control.KindSourceFinished:
@@ -402,12 +402,6 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 		}
 	}
 	return nil
-}
-
-// isFatal tells failures that a restart cannot fix: the snapshot to restore
-// is corrupt or missing.
-func isFatal(msg string) bool {
-	return strings.Contains(msg, checkpoint.ErrCorrupt.Error()) || strings.Contains(msg, checkpoint.ErrNotFound.Error())
 }
 
 // commit writes _metadata (create-only) and moves the etcd pointer; the

@@ -147,7 +147,7 @@ func (a *attempt) run(rt *runningTask) {
 		a.tm.log.Debug("task stopped", zap.Int64("attempt", a.id), zap.Stringer("task", rt.id), zap.Error(err))
 	default:
 		a.tm.log.Error("task failed", zap.Int64("attempt", a.id), zap.Stringer("task", rt.id), zap.Error(err))
-		a.send(&control.Message{Kind: control.KindTaskFailed, Task: &rt.id, Error: err.Error()})
+		a.send(&control.Message{Kind: control.KindTaskFailed, Task: &rt.id, Error: err.Error(), Fatal: fatal(err)})
 	}
 }
 
@@ -252,4 +252,10 @@ func (l *listener) Snapshot(id int64, flags byte, snaps map[string]graph.Snapsho
 		}
 		a.send(&control.Message{Kind: control.KindAck, ID: id, Ack: &checkpoint.Ack{Task: l.rt.id, States: states, Union: union, Bytes: int64(len(data))}})
 	}()
+}
+
+// fatal tells failures that a restart cannot fix: a corrupt or missing
+// snapshot to restore, or an error a connector marked unrecoverable.
+func fatal(err error) bool {
+	return errors.Is(err, checkpoint.ErrCorrupt) || errors.Is(err, checkpoint.ErrNotFound) || graph.IsUnrecoverable(err)
 }

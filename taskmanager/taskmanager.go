@@ -306,7 +306,7 @@ func (tm *TaskManager) handle(ctx context.Context, c *control.Conn, m *control.M
 		a, err := tm.deploy(ctx, c, m.Deploy)
 		if err != nil {
 			tm.log.Error("deploy failed", zap.Int64("attempt", m.Deploy.Attempt), zap.Error(err))
-			tm.send(c, &control.Message{Kind: control.KindTaskFailed, Attempt: m.Deploy.Attempt, Error: err.Error()})
+			tm.send(c, &control.Message{Kind: control.KindTaskFailed, Attempt: m.Deploy.Attempt, Error: err.Error(), Fatal: fatal(err)})
 			return
 		}
 		tm.mu.Lock()

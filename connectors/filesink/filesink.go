@@ -87,8 +87,8 @@ func (c *connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T]
 	} else if final, err := committedFiles(c.dir); err != nil {
 		return nil, err
 	} else if len(final) > 0 {
-		return nil, fmt.Errorf("filesink: output folder %s already holds committed output of another run (%s); use an empty folder",
-			c.dir, final[0])
+		return nil, ebbflow.Unrecoverable(fmt.Errorf("filesink: output folder %s already holds committed output of another run (%s); use an empty folder",
+			c.dir, final[0]))
 	}
 	keep := make(map[string]bool, len(ctx.Committables))
 	for _, b := range ctx.Committables {

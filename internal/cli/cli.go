@@ -98,6 +98,17 @@ func indent(s string) string {
 	return b.String()
 }
 
+// misplacedFlagHint explains an unknown job flag that is really a flag of
+// the command (cluster flags go before the job name).
+func misplacedFlagHint(err error, command string) string {
+	msg := err.Error()
+	i := strings.Index(msg, "unknown flag: --")
+	if i < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (flags of '%s' go before the job name; job flags after it)", command)
+}
+
 // splitJob takes JOB [job flags] from positional arguments (cluster flags
 // are parsed by cobra before the job name; interspersed parsing is off).
 func splitJob(jobs Jobs, args []string) (string, []string, error) {

@@ -104,7 +104,7 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 	}
 	g, err := jobs.Build(name, jobArgs)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%v%s", err, misplacedFlagHint(err, "local"))
 	}
 	if ctx == nil {
 		ctx = context.Background()

@@ -92,6 +92,7 @@ type Message struct {
 	Deploy  *Deploy            `json:"deploy,omitempty"`
 	Ack     *checkpoint.Ack    `json:"ackData,omitempty"`
 	Error   string             `json:"error,omitempty"`
+	Fatal   bool               `json:"fatal,omitempty"` // a restart cannot fix this failure
 	At      time.Time          `json:"at,omitzero"`
 	Stats   *Stats             `json:"stats,omitempty"`
 }

@@ -9,6 +9,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ebbflow/ebbflow/state"
@@ -314,4 +315,26 @@ func (g *Graph) Chains() []*Chain {
 // binary serves it in every process, so every process builds the same graph.
 type Registry interface {
 	Build(job string, args []string) (*Graph, error)
+}
+
+// unrecoverable marks an error that restarting the job cannot fix.
+type unrecoverable struct{ err error }
+
+func (u unrecoverable) Error() string { return u.err.Error() }
+func (u unrecoverable) Unwrap() error { return u.err }
+
+// Unrecoverable wraps err so the JobManager fails the job at once instead of
+// restarting it.
+func Unrecoverable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unrecoverable{err: err}
+}
+
+// IsUnrecoverable reports whether err (or an error it wraps) is marked
+// unrecoverable.
+func IsUnrecoverable(err error) bool {
+	var u unrecoverable
+	return errors.As(err, &u)
 }
