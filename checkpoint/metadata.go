@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"path"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/ebbflow/ebbflow/internal/graph"
@@ -200,13 +199,13 @@ func Load(ctx context.Context, st Storage, dir string, id int64, a *Assignment) 
 		if !ok {
 			b, err := st.Get(ctx, name)
 			if err != nil {
-				return nil, fmt.Errorf("restore from %s: %w", strings.TrimSuffix(dir, "/"), err)
+				return nil, err
 			}
 			objects[p.object], data = b, b
 		}
 		end := p.span.Off + p.span.Len
-		if p.span.Off < 0 || end > int64(len(data)) {
-			return nil, fmt.Errorf("checkpoint: %s/%s: %w: span [%d,%d) beyond object size %d", st.URL(), name, ErrCorrupt, p.span.Off, end, len(data))
+		if p.span.Off < 0 || p.span.Len < 0 || p.span.Off > int64(len(data)) || p.span.Len > int64(len(data))-p.span.Off {
+			return nil, fmt.Errorf("%s/%s: %w: span [%d,%d) beyond object size %d", st.URL(), name, ErrCorrupt, p.span.Off, end, len(data))
 		}
 		b := data[p.span.Off:end]
 		if Checksum(b) != p.span.CRC {
@@ -214,7 +213,7 @@ func Load(ctx context.Context, st Storage, dir string, id int64, a *Assignment) 
 			if !p.list {
 				what = fmt.Sprintf("key group %d", p.span.KeyGroup)
 			}
-			return nil, fmt.Errorf("checkpoint: %s/%s: %w: checksum mismatch in %s at offset %d", st.URL(), name, ErrCorrupt, what, p.span.Off)
+			return nil, fmt.Errorf("%s/%s: %w: checksum mismatch in %s at offset %d", st.URL(), name, ErrCorrupt, what, p.span.Off)
 		}
 		if p.list {
 			rs.List = append(rs.List, b)

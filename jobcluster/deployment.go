@@ -331,7 +331,12 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 		if d.allRunning() {
 			jm.log.Info("job running", zap.Int64("attempt", d.attempt), zap.Int("parallelism", d.parallelism), zap.Duration("deploy", time.Since(d.started)))
 			jm.failures = 0
-			jm.setPhase("running")
+			jm.mu.Lock()
+			jm.status.Phase = "running"
+			if jm.status.RunningSince.IsZero() {
+				jm.status.RunningSince = time.Now()
+			}
+			jm.mu.Unlock()
 		}
 	case control.KindTaskFailed:
 		what := "deployment"
@@ -356,7 +361,10 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 				return err
 			}
 			jm.log.Info("job finished", zap.Int64("attempt", d.attempt))
-			jm.setPhase("finished")
+			jm.mu.Lock()
+			jm.status.Phase = "finished"
+			jm.status.FinishedAt = time.Now()
+			jm.mu.Unlock()
 			jm.dep = nil
 			jm.finished = true
 		}

@@ -28,7 +28,11 @@ type Status struct {
 	LastError     string             `json:"lastError,omitempty"`
 	ResumedFrom   int64              `json:"resumedFrom,omitempty"`
 	Checkpoints   []CheckpointRecord `json:"checkpoints"`
-	LastCompleted *CheckpointRecord  `json:"lastCompleted,omitempty"`
+	// RunningSince is when the current attempt's tasks all ran; FinishedAt
+	// when a bounded job's output was committed.
+	RunningSince  time.Time         `json:"runningSince,omitzero"`
+	FinishedAt    time.Time         `json:"finishedAt,omitzero"`
+	LastCompleted *CheckpointRecord `json:"lastCompleted,omitempty"`
 
 	baseSource, baseSink int64
 }

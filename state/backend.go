@@ -318,7 +318,7 @@ func (s *Map[K, UK, UV]) restoreKG(idx int, data []byte) error {
 			return ErrCorrupt
 		}
 		rest = rest[k:]
-		m := make(map[UK]UV, cnt)
+		m := make(map[UK]UV, min(cnt, uint64(len(rest))/2)) // an entry takes at least 2 bytes; never trust a corrupt count
 		for j := uint64(0); j < cnt; j++ {
 			ukb, r2, err := readChunk(rest)
 			if err != nil {

@@ -209,8 +209,13 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 		log.Warn("taskmanager", zap.Error(tmErr))
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "%s finished in %.1fs: %d records from sources (%.0f/s), parallelism %d, %d checkpoints, %d restarts\n",
-		name, elapsed.Seconds(), st.SourceRecords, float64(st.SourceRecords)/elapsed.Seconds(), st.Parallelism, completedCount(st), st.Restarts)
+	ran := elapsed
+	if !st.RunningSince.IsZero() && st.FinishedAt.After(st.RunningSince) {
+		ran = st.FinishedAt.Sub(st.RunningSince)
+	}
+	fmt.Fprintf(stdout, "%s finished in %.1fs (running %.2fs): %d source records (%.0f/s), %d sink records (%.0f/s), parallelism %d, %d checkpoints, %d restarts\n",
+		name, elapsed.Seconds(), ran.Seconds(), st.SourceRecords, float64(st.SourceRecords)/ran.Seconds(),
+		st.SinkRecords, float64(st.SinkRecords)/ran.Seconds(), st.Parallelism, completedCount(st), st.Restarts)
 	return nil
 }
 

@@ -214,6 +214,7 @@ func TestCorruptCheckpointIsAnError(t *testing.T) {
 		t.Fatalf("resume from a corrupt checkpoint succeeded:\n%s", stdout)
 	}
 	named := false
+	t.Logf("corrupt checkpoint error:\n%s", stderr)
 	for _, c := range corrupted {
 		if strings.Contains(stderr, c) {
 			named = true

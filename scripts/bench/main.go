@@ -1,0 +1,666 @@
+// Command bench measures ebbflow's throughput in local mode against a
+// hand-written reference loop and prints a Markdown report on stdout.
+//
+// It generates (once, cached by size) a text corpus with scripts/gentext,
+// times the physical reference — the wordcount work done by one goroutine
+// with no framework — and then runs `bin/ebbflow local` scenarios
+// (wordcount and the stateless passthrough job, with checkpoints every
+// second and with checkpoints off), each several times, taking the median of
+// the throughput measured over the job's "running" time.
+//
+// Run it from the repository root, after `make build`:
+//
+//	scripts/bench.sh [-runs 3] [-lines 2000000] [-quick] [-out FILE]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Targets from the performance issue.
+const (
+	targetPassthrough    = 2_000_000 // records/s, stateless pass-through
+	targetWordcount      = 1_000_000 // words/s
+	targetCheckpointCost = 0.10      // 1 − with/without
+	targetRatio          = 0.5       // long-term aim: wordcount ÷ reference loop
+)
+
+type options struct {
+	runs           int
+	lines          int
+	quick          bool
+	out            string
+	bin            string
+	dir            string
+	passCount      int64
+	rebalanceCount int64
+	timeout        time.Duration
+}
+
+// scenario is one `ebbflow local` configuration.
+type scenario struct {
+	name     string
+	job      string // "wordcount" or "passthrough"
+	tms      int
+	slots    int
+	interval string // --checkpoint-interval
+	jobArgs  []string
+	pair     string // scenarios with the same pair key differ only in checkpointing
+	expect   int64  // expected sink records (0 = unknown)
+}
+
+// result is the parsed summary line of one run.
+type result struct {
+	wall, running         float64
+	source, sink          int64
+	sourceRate, rate      float64 // rate = sink records/s over the running time
+	parallelism           int
+	checkpoints, restarts int
+	load                  string // 1-minute load average just before the run
+}
+
+type outcome struct {
+	sc   scenario
+	runs []result
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.runs, "runs", 3, "runs per scenario (the median is reported)")
+	flag.IntVar(&o.lines, "lines", 2_000_000, "lines of the generated corpus")
+	flag.BoolVar(&o.quick, "quick", false, "fast smoke run: 1 run, 500k lines, passthrough counts ÷ 4 (explicit flags win)")
+	flag.StringVar(&o.out, "out", "", "also write the report to this file")
+	flag.StringVar(&o.bin, "bin", "bin/ebbflow", "the ebbflow binary (make build)")
+	flag.StringVar(&o.dir, "dir", "", "bench folder for the corpus and the runs (default $EBBFLOW_BENCH_DIR or $HOME/.cache/ebbflow/bench)")
+	flag.Int64Var(&o.passCount, "pass-count", 50_000_000, "--count of the chained passthrough scenarios")
+	flag.Int64Var(&o.rebalanceCount, "rebalance-count", 20_000_000, "--count of the rebalanced passthrough scenarios")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one ebbflow run")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fatalf("unexpected arguments: %q", flag.Args())
+	}
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["runs"] {
+			o.runs = 1
+		}
+		if !set["lines"] {
+			o.lines = 500_000
+		}
+		if !set["pass-count"] {
+			o.passCount /= 4
+		}
+		if !set["rebalance-count"] {
+			o.rebalanceCount /= 4
+		}
+	}
+	if o.runs < 1 || o.lines < 1 || o.passCount < 1 || o.rebalanceCount < 1 {
+		fatalf("-runs, -lines, -pass-count and -rebalance-count must be positive")
+	}
+	if o.dir == "" {
+		o.dir = os.Getenv("EBBFLOW_BENCH_DIR")
+	}
+	if o.dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			fatalf("no bench folder: set $EBBFLOW_BENCH_DIR or -dir (%v)", err)
+		}
+		o.dir = filepath.Join(home, ".cache", "ebbflow", "bench")
+	}
+	var err error
+	if o.dir, err = filepath.Abs(o.dir); err != nil {
+		fatalf("bench folder: %v", err)
+	}
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		fatalf("binary: %v", err)
+	}
+	if st, err := os.Stat(o.bin); err != nil || st.IsDir() {
+		fatalf("%s not found: run `make build` first (or use make bench)", o.bin)
+	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		fatalf("create bench folder: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	startedAt := time.Now()
+	loadBefore := loadAvg()
+	corpus, size := ensureCorpus(ctx, o)
+
+	logf("reference loop: %d runs over %s", o.runs, corpus)
+	var refRates []float64
+	var refWords int64
+	var refSecs []float64
+	for i := 0; i < o.runs; i++ {
+		words, d, err := runReference(corpus)
+		if err != nil {
+			fatalf("reference loop: %v", err)
+		}
+		if i > 0 && words != refWords {
+			fatalf("reference loop: %d words, an earlier run counted %d", words, refWords)
+		}
+		refWords = words
+		refSecs = append(refSecs, d.Seconds())
+		refRates = append(refRates, float64(words)/d.Seconds())
+		logf("  run %d: %d words in %.2fs = %s words/s", i+1, words, d.Seconds(), human(refRates[i]))
+	}
+	refMedian := median(refRates)
+
+	scenarios := []scenario{
+		{name: "wordcount, 1 TM × 2 slots, checkpoints 1s", job: "wordcount", tms: 1, slots: 2, interval: "1s", pair: "wc12", expect: refWords},
+		{name: "wordcount, 1 TM × 2 slots, checkpoints off", job: "wordcount", tms: 1, slots: 2, interval: "0", pair: "wc12", expect: refWords},
+		{name: "wordcount, 2 TMs × 1 slot, checkpoints 1s (TCP shuffle)", job: "wordcount", tms: 2, slots: 1, interval: "1s", expect: refWords},
+		{name: fmt.Sprintf("passthrough chained (%s), 1 TM × 2 slots, checkpoints 1s", count(o.passCount)), job: "passthrough", tms: 1, slots: 2, interval: "1s",
+			jobArgs: []string{"--count", strconv.FormatInt(o.passCount, 10)}, pair: "pc", expect: o.passCount},
+		{name: fmt.Sprintf("passthrough chained (%s), 1 TM × 2 slots, checkpoints off", count(o.passCount)), job: "passthrough", tms: 1, slots: 2, interval: "0",
+			jobArgs: []string{"--count", strconv.FormatInt(o.passCount, 10)}, pair: "pc", expect: o.passCount},
+		{name: fmt.Sprintf("passthrough --rebalance (%s), 1 TM × 2 slots, checkpoints 1s", count(o.rebalanceCount)), job: "passthrough", tms: 1, slots: 2, interval: "1s",
+			jobArgs: []string{"--count", strconv.FormatInt(o.rebalanceCount, 10), "--rebalance"}, pair: "pr", expect: o.rebalanceCount},
+		{name: fmt.Sprintf("passthrough --rebalance (%s), 1 TM × 2 slots, checkpoints off", count(o.rebalanceCount)), job: "passthrough", tms: 1, slots: 2, interval: "0",
+			jobArgs: []string{"--count", strconv.FormatInt(o.rebalanceCount, 10), "--rebalance"}, pair: "pr", expect: o.rebalanceCount},
+	}
+
+	// Runs go round-robin over the scenarios, so slow drifts in the
+	// machine's background load hit every scenario alike, and the two
+	// halves of each checkpointing pair run back to back.
+	outcomes := make([]outcome, len(scenarios))
+	for i := range scenarios {
+		outcomes[i].sc = scenarios[i]
+	}
+	runsDir := filepath.Join(o.dir, "runs")
+	for r := 0; r < o.runs; r++ {
+		for i, sc := range scenarios {
+			logf("[round %d/%d] %s", r+1, o.runs, sc.name)
+			res := runEbbflow(ctx, o, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
+			logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (load %s)",
+				res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.load)
+			outcomes[i].runs = append(outcomes[i].runs, res)
+		}
+	}
+	os.RemoveAll(runsDir)
+
+	report := renderReport(o, reportInput{
+		started: startedAt, finished: time.Now(), loadBefore: loadBefore, loadAfter: loadAvg(),
+		corpus: corpus, corpusSize: size, refWords: refWords, refRates: refRates, refSecs: refSecs,
+		refMedian: refMedian, outcomes: outcomes,
+	})
+	os.Stdout.WriteString(report)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+			fatalf("write %s: %v", o.out, err)
+		}
+		logf("report written to %s", o.out)
+	}
+}
+
+// ensureCorpus returns the cached corpus of o.lines lines, generating it with
+// scripts/gentext when it is missing.
+func ensureCorpus(ctx context.Context, o options) (string, int64) {
+	path := filepath.Join(o.dir, fmt.Sprintf("corpus-%d.txt", o.lines))
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		logf("corpus: %s (cached, %s)", path, mib(st.Size()))
+		return path, st.Size()
+	}
+	logf("corpus: generating %d lines into %s", o.lines, path)
+	tmp := path + ".tmp"
+	cmd := exec.CommandContext(ctx, "go", "run", "./scripts/gentext", "-out", tmp, "-lines", strconv.Itoa(o.lines))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		fatalf("go run ./scripts/gentext (run from the repository root): %v", err)
+	}
+	// Rename only a complete corpus, so an interrupted generation is
+	// never mistaken for a cached one.
+	if err := os.Rename(tmp, path); err != nil {
+		fatalf("corpus: %v", err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		fatalf("corpus: %v", err)
+	}
+	logf("corpus: %s", mib(st.Size()))
+	return path, st.Size()
+}
+
+// runReference is the physical reference: the wordcount job's work written
+// by hand as one goroutine — read, tokenize exactly like
+// examples/wordcount.Tokenize, count in a map, write "word\tk" per
+// occurrence — into a file in a fresh temporary folder.
+func runReference(corpus string) (words int64, d time.Duration, err error) {
+	tmp, err := os.MkdirTemp("", "ebbflow-bench-ref-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(tmp)
+	runtime.GC()
+
+	start := time.Now()
+	in, err := os.Open(corpus)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer in.Close()
+	outF, err := os.Create(filepath.Join(tmp, "counts.txt"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer outF.Close()
+	r := bufio.NewReaderSize(in, 256<<10)
+	w := bufio.NewWriterSize(outF, 256<<10)
+
+	counts := make(map[string]int64)
+	var tok []byte  // the current token, lowercased
+	var long []byte // a line longer than the read buffer, put together
+	var num [20]byte
+	emit := func() {
+		c := counts[string(tok)] + 1
+		counts[string(tok)] = c
+		w.Write(tok)
+		w.WriteByte('\t')
+		w.Write(strconv.AppendInt(num[:0], c, 10))
+		w.WriteByte('\n')
+		words++
+		tok = tok[:0]
+	}
+	for {
+		line, rerr := r.ReadSlice('\n')
+		if rerr == bufio.ErrBufferFull {
+			long = append(long, line...)
+			continue
+		}
+		if len(long) > 0 {
+			long = append(long, line...)
+			line = long
+		}
+		// A token is a maximal run of letters and digits; '\n' and '\r'
+		// end tokens like any other separator, so lines need no trimming.
+		for i := 0; i < len(line); {
+			c := line[i]
+			if c < utf8.RuneSelf {
+				switch {
+				case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+					tok = append(tok, c)
+				case c >= 'A' && c <= 'Z':
+					tok = append(tok, c+('a'-'A'))
+				default:
+					if len(tok) > 0 {
+						emit()
+					}
+				}
+				i++
+				continue
+			}
+			ru, size := utf8.DecodeRune(line[i:])
+			if unicode.IsLetter(ru) || unicode.IsDigit(ru) {
+				tok = utf8.AppendRune(tok, unicode.ToLower(ru))
+			} else if len(tok) > 0 {
+				emit()
+			}
+			i += size
+		}
+		// Tokens never span lines (a line ends in '\n' or at the end of
+		// the file).
+		if len(tok) > 0 {
+			emit()
+		}
+		long = long[:0]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return 0, 0, rerr
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return 0, 0, err
+	}
+	if err := outF.Close(); err != nil {
+		return 0, 0, err
+	}
+	return words, time.Since(start), nil
+}
+
+var summaryRE = regexp.MustCompile(`(?m)^(\S+) finished in ([0-9.]+)s \(running ([0-9.]+)s\): (\d+) source records \(([0-9.]+)/s\), (\d+) sink records \(([0-9.]+)/s\), parallelism (\d+), (\d+) checkpoints, (\d+) restarts\s*$`)
+
+// ebbflowArgs are the arguments of one run of sc; data and out are
+// substituted for its --data-dir and wordcount's --output.
+func ebbflowArgs(sc scenario, corpus, data, out string) []string {
+	args := []string{"local", "--taskmanagers", strconv.Itoa(sc.tms), "--slots", strconv.Itoa(sc.slots),
+		"--data-dir", data, "--fresh", "--checkpoint-interval", sc.interval, "--quiet", sc.job}
+	if sc.job == "wordcount" {
+		args = append(args, "--input", corpus, "--output", out)
+	}
+	return append(args, sc.jobArgs...)
+}
+
+// runEbbflow runs sc once in a fresh folder dir and parses its summary; any
+// failure ends the benchmark with the process's output.
+func runEbbflow(ctx context.Context, o options, sc scenario, corpus, dir string) result {
+	if err := os.RemoveAll(dir); err != nil {
+		fatalf("clean %s: %v", dir, err)
+	}
+	data, out := filepath.Join(dir, "data"), filepath.Join(dir, "out")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatalf("create %s: %v", dir, err)
+	}
+	defer os.RemoveAll(dir) // wordcount's output is as large as the corpus
+
+	args := ebbflowArgs(sc, corpus, data, out)
+	runCtx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, o.bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 15 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	load := loadAvg()
+	err := cmd.Run()
+	cmdline := o.bin + " " + strings.Join(args, " ")
+	fail := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "bench: %s: %s\ncommand: %s\n--- stdout ---\n%s--- stderr ---\n%s", sc.name, fmt.Sprintf(format, a...), cmdline, stdout.String(), stderr.String())
+		os.Exit(1)
+	}
+	switch {
+	case runCtx.Err() == context.DeadlineExceeded:
+		fail("no result within -timeout %v", o.timeout)
+	case ctx.Err() != nil:
+		fail("interrupted")
+	case err != nil:
+		fail("run failed: %v", err)
+	}
+	m := summaryRE.FindStringSubmatch(stdout.String())
+	if m == nil {
+		fail("no summary line on stdout")
+	}
+	if m[1] != sc.job {
+		fail("summary is for job %q, want %q", m[1], sc.job)
+	}
+	res := result{
+		wall: atof(m[2]), running: atof(m[3]), source: atoi(m[4]), sourceRate: atof(m[5]),
+		sink: atoi(m[6]), rate: atof(m[7]), parallelism: int(atoi(m[8])),
+		checkpoints: int(atoi(m[9])), restarts: int(atoi(m[10])), load: load,
+	}
+	if sc.expect > 0 && res.sink != sc.expect {
+		fail("%d sink records, want %d (the reference loop's word count or --count)", res.sink, sc.expect)
+	}
+	return res
+}
+
+type reportInput struct {
+	started, finished     time.Time
+	loadBefore, loadAfter string
+	corpus                string
+	corpusSize            int64
+	refWords              int64
+	refRates, refSecs     []float64
+	refMedian             float64
+	outcomes              []outcome
+}
+
+func renderReport(o options, in reportInput) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	gomaxprocs := strconv.Itoa(runtime.GOMAXPROCS(0))
+	if env := os.Getenv("GOMAXPROCS"); env != "" {
+		gomaxprocs += " (from $GOMAXPROCS)"
+	}
+
+	p("# ebbflow benchmark\n\n")
+	p("## Machine\n\n")
+	p("- CPU: %s\n", cpuModel())
+	p("- nproc: %s\n", nproc())
+	p("- GOMAXPROCS: %s\n", gomaxprocs)
+	p("- Go: %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if mem := memTotal(); mem != "" {
+		p("- Memory: %s\n", mem)
+	}
+	p("- Date: %s (took %s)\n", in.started.UTC().Format("2006-01-02 15:04 UTC"), in.finished.Sub(in.started).Round(time.Second))
+	p("- Load average (1 min): %s at the start, %s at the end\n\n", in.loadBefore, in.loadAfter)
+
+	p("## Command\n\n")
+	cmdline := "scripts/bench.sh"
+	if len(os.Args) > 1 {
+		cmdline += " " + strings.Join(os.Args[1:], " ")
+	}
+	p("```\n%s\n```\n\n", cmdline)
+	p("%d run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
+	p("Corpus: `%s`, %d lines, %s, %d words (scripts/gentext). ", in.corpus, o.lines, mib(in.corpusSize), in.refWords)
+	p("Every ebbflow run is `%s local --taskmanagers N --slots S --data-dir <fresh> --fresh --checkpoint-interval 1s|0 --quiet JOB ...` ", filepath.Base(o.bin))
+	p("with a fresh data and output folder; throughput is sink records ÷ the \"running\" time of its summary line ")
+	p("(all tasks running → output committed). For wordcount sink records are words.\n\n")
+
+	p("## Results\n\n")
+	p("| Scenario | records/s (median) | runs | ratio to reference | checkpoint cost |\n")
+	p("|---|---:|---|---:|---:|\n")
+	p("| reference loop (1 goroutine, no framework), words/s | %s | %s | 1.00 | — |\n", thousands(in.refMedian), runList(in.refRates))
+	byPair := map[string]float64{} // pair → median with checkpoints off
+	for _, oc := range in.outcomes {
+		if oc.sc.pair != "" && oc.sc.interval == "0" {
+			byPair[oc.sc.pair] = median(rates(oc.runs))
+		}
+	}
+	type cost struct {
+		name string
+		v    float64
+	}
+	var costs []cost
+	for _, oc := range in.outcomes {
+		med := median(rates(oc.runs))
+		ratio := "—"
+		if oc.sc.job == "wordcount" {
+			ratio = fmt.Sprintf("%.2f", med/in.refMedian)
+		}
+		cc := "—"
+		if off, ok := byPair[oc.sc.pair]; ok && oc.sc.interval != "0" {
+			c := 1 - med/off
+			cc = fmt.Sprintf("%.1f%%", 100*c)
+			costs = append(costs, cost{oc.sc.name, c})
+		}
+		p("| %s | %s | %s | %s | %s |\n", oc.sc.name, thousands(med), runList(rates(oc.runs)), ratio, cc)
+	}
+	p("\n\"runs\" lists every run's records/s; checkpoint cost is 1 − (checkpoints 1s ÷ checkpoints off) of the medians ")
+	p("(negative: the run with checkpoints happened to be faster, i.e. noise).\n\n")
+
+	p("## Targets\n\n")
+	p("| Target | Measured | Met |\n|---|---|---|\n")
+	for _, oc := range in.outcomes {
+		if oc.sc.job == "passthrough" {
+			med := median(rates(oc.runs))
+			p("| stateless pass-through ≥ 2,000,000 records/s | %s: %s | %s |\n", oc.sc.name, thousands(med), yesNo(med >= targetPassthrough))
+		}
+	}
+	for _, oc := range in.outcomes {
+		if oc.sc.job == "wordcount" {
+			med := median(rates(oc.runs))
+			p("| wordcount ≥ 1,000,000 words/s | %s: %s | %s |\n", oc.sc.name, thousands(med), yesNo(med >= targetWordcount))
+		}
+	}
+	for _, c := range costs {
+		p("| checkpointing costs ≤ 10%% | %s: %.1f%% | %s |\n", c.name, 100*c.v, yesNo(c.v <= targetCheckpointCost))
+	}
+	for _, oc := range in.outcomes {
+		if oc.sc.job == "wordcount" {
+			r := median(rates(oc.runs)) / in.refMedian
+			p("| long-term aim: ratio ≥ 0.5 to the reference loop | %s: %.2f | %s |\n", oc.sc.name, r, yesNo(r >= targetRatio))
+		}
+	}
+
+	p("\n## Runs\n\n")
+	p("| Scenario | run | running s | sink records | records/s | checkpoints | restarts | load before |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i := range in.refRates {
+		p("| reference loop | %d | %.2f | %d | %s | — | — | — |\n", i+1, in.refSecs[i], in.refWords, thousands(in.refRates[i]))
+	}
+	for _, oc := range in.outcomes {
+		for i, r := range oc.runs {
+			p("| %s | %d | %.2f | %d | %s | %d | %d | %s |\n", oc.sc.name, i+1, r.running, r.sink, thousands(r.rate), r.checkpoints, r.restarts, r.load)
+		}
+	}
+	return b.String()
+}
+
+func rates(rs []result) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.rate
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func runList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = human(x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// human renders a rate like "2.51M".
+func human(x float64) string {
+	switch {
+	case x >= 1e6:
+		return fmt.Sprintf("%.2fM", x/1e6)
+	case x >= 1e3:
+		return fmt.Sprintf("%.0fk", x/1e3)
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+// count renders a record count like "50M".
+func count(n int64) string {
+	if n%1_000_000 == 0 {
+		return fmt.Sprintf("%dM", n/1_000_000)
+	}
+	return thousands(float64(n))
+}
+
+// thousands renders x rounded with thousands separators: "2,510,346".
+func thousands(x float64) string {
+	s := strconv.FormatInt(int64(x+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func nproc() string {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return fmt.Sprintf("%d (runtime.NumCPU; nproc: %v)", runtime.NumCPU(), err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func memTotal() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, err := strconv.ParseFloat(f[0], 64)
+				if err != nil {
+					return ""
+				}
+				return fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return ""
+}
+
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(data)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+func atof(s string) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		fatalf("parse %q: %v", s, err)
+	}
+	return f
+}
+
+func atoi(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		fatalf("parse %q: %v", s, err)
+	}
+	return n
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+}
+
+func fatalf(format string, a ...any) {
+	logf(format, a...)
+	os.Exit(1)
+}
