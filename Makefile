@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/ebbflow
 LDFLAGS   := -s -w
 DEMO_DIR  ?= demo-data
-RACE_PKGS := ./network/... ./internal/task/... ./taskmanager/... ./jobcluster/... ./checkpoint/... ./state/... ./connectors/... ./internal/cli/...
+RACE_PKGS := ./examples/... ./network/... ./internal/task/... ./taskmanager/... ./jobcluster/... ./checkpoint/... ./state/... ./connectors/... ./internal/cli/...
 
 .PHONY: build demo test test-unit test-race e2e bench lint fmt vet clean
 

@@ -1,7 +1,9 @@
 package ebbflow
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -55,6 +57,12 @@ func (a *App) Main() {
 // Run runs the command line with args and returns the exit code (for tests
 // and for programs that embed ebbflow's CLI).
 func (a *App) Run(args []string) int { return cli.Main(a.name, a, args) }
+
+// RunContext is Run with a context (cancelling it interrupts the command as
+// SIGINT would) and explicit output streams.
+func (a *App) RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.Run(ctx, a.name, a, args, stdout, stderr)
+}
 
 // Names lists the registered jobs.
 func (a *App) Names() []string {

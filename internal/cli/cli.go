@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -40,10 +41,11 @@ func usageError(format string, args ...any) error {
 
 // Main runs the command line and returns the process exit code.
 func Main(app string, jobs Jobs, args []string) int {
-	return run(app, jobs, args, os.Stdout, os.Stderr)
+	return Run(context.Background(), app, jobs, args, os.Stdout, os.Stderr)
 }
 
-func run(app string, jobs Jobs, args []string, stdout, stderr io.Writer) int {
+// Run runs the command line with its own context and output streams.
+func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           app,
 		Short:         "ebbflow: a stateful stream processor whose job clusters scale themselves",
@@ -54,7 +56,7 @@ func run(app string, jobs Jobs, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.AddCommand(localCommand(jobs, stdout, stderr), jobsCommand(jobs, stdout))
 	root.SetArgs(args)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
