@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
 	"path"
 	"reflect"
 	"sort"
@@ -676,6 +677,25 @@ func TestDecodeDocumentedExample(t *testing.T) {
 		a, _ := json.Marshal(md)
 		b, _ := json.Marshal(want)
 		t.Fatalf("decoded\n%s\nwant\n%s", a, b)
+	}
+
+	// The example in the format document is this one.
+	doc, err := os.ReadFile("../docs/format/checkpoint.md")
+	if err != nil {
+		t.Fatalf("format document: %v", err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```json\n")
+	if !ok {
+		t.Fatal("docs/format/checkpoint.md has no ```json example")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	fromDoc, err := DecodeMetadata("docs/format/checkpoint.md", []byte(block))
+	if err != nil {
+		t.Fatalf("the documented example does not decode: %v", err)
+	}
+	fromDoc.CreatedAt = want.CreatedAt
+	if !reflect.DeepEqual(fromDoc, want) {
+		t.Fatal("the example in docs/format/checkpoint.md differs from exampleMetadata")
 	}
 }
 
