@@ -162,6 +162,17 @@ func (jm *JobManager) guardedPut(ctx context.Context, key, val string) error {
 	return nil
 }
 
+func (jm *JobManager) guardedDelete(ctx context.Context, key string) error {
+	resp, err := jm.cfg.Etcd.Txn(ctx).If(jm.guard()).Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("jobmanager: delete %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: guarded delete of %s refused", ErrLostLeadership, key)
+	}
+	return nil
+}
+
 // prepare reads the job's record and latest checkpoint, and checks that
 // this run may continue it.
 func (jm *JobManager) prepare(ctx context.Context) error {
@@ -174,13 +185,24 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 		if err := json.Unmarshal(resp.Kvs[0].Value, &info); err != nil {
 			return fmt.Errorf("jobmanager: job record %s is corrupt: %w", cluster.JobKey(jm.cfg.Cluster), err)
 		}
-		if info.Job != jm.cfg.Job || strings.Join(info.Args, "\x00") != strings.Join(jm.cfg.Args, "\x00") {
+		same := info.Job == jm.cfg.Job && strings.Join(info.Args, "\x00") == strings.Join(jm.cfg.Args, "\x00")
+		if !same && info.Status == cluster.JobFinished {
+			// The cluster's previous job is done: this is a new job.
+			jm.log.Info("previous job finished; starting a new one", zap.String("previous", info.Job), zap.Strings("previousArgs", info.Args))
+			if err := jm.guardedDelete(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster)); err != nil {
+				return err
+			}
+			info = cluster.JobInfo{}
+			same = true
+			jm.attemptNo = 0
+		}
+		if !same {
 			return fmt.Errorf("jobmanager: cluster %q holds job %s %q (status %s), not %s %q; run it with the same arguments, use another cluster id, or start over (local: --fresh)", jm.cfg.Cluster, info.Job, info.Args, info.Status, jm.cfg.Job, jm.cfg.Args)
 		}
 		if info.Status == cluster.JobFinished {
 			return ErrAlreadyFinished
 		}
-		jm.attemptNo = info.Attempt
+		jm.attemptNo = max(jm.attemptNo, info.Attempt)
 	}
 	resp, err = jm.cfg.Etcd.Get(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
 	if err != nil {

@@ -120,6 +120,14 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 	}
 	etcdDir := filepath.Join(dataDir, "etcd")
 	chkDir := filepath.Join(dataDir, "checkpoints")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return usageError("--data-dir %s cannot be created: %v", dataDir, err)
+	}
+	release, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if f.fresh {
 		for _, d := range []string{etcdDir, chkDir} {
 			if err := os.RemoveAll(d); err != nil {
