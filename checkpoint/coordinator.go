@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -81,6 +82,9 @@ func (c *Coordinator) Acknowledge(id int64, a Ack) (*Pending, error) {
 	if !c.tasks[a.Task] {
 		return nil, fmt.Errorf("ack for checkpoint %d from unknown task %v", id, a.Task)
 	}
+	if _, dup := c.pending.Acks[a.Task]; dup {
+		return nil, nil // a repeated ack counts once and never completes twice
+	}
 	c.pending.Acks[a.Task] = a
 	if len(c.pending.Acks) < len(c.tasks) {
 		return nil, nil
@@ -115,35 +119,33 @@ func (c *Coordinator) Missing() []TaskID {
 			out = append(out, t)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Chain != out[j].Chain {
+			return out[i].Chain < out[j].Chain
+		}
+		return out[i].Subtask < out[j].Subtask
+	})
 	return out
 }
 
 // BuildMetadata assembles the metadata of a complete checkpoint.
 func BuildMetadata(job string, p *Pending, attempt int64, maxP, parallelism int, now time.Time) *Metadata {
 	md := &Metadata{Job: job, ID: p.ID, Savepoint: p.Savepoint, Attempt: attempt, MaxParallelism: maxP, Parallelism: parallelism, CreatedAt: now.UTC(), Operators: map[string]*OperatorState{}}
-	for chain := 0; ; chain++ {
-		found := false
-		for sub := 0; sub < parallelism; sub++ {
-			a, ok := p.Acks[TaskID{Chain: chain, Subtask: sub}]
-			if !ok {
-				continue
-			}
-			found = true
-			md.Bytes += a.Bytes
-			for op, st := range a.States {
-				os := md.Operators[op]
-				if os == nil {
-					os = &OperatorState{Subtasks: make([]SubtaskState, parallelism)}
-					md.Operators[op] = os
-				}
-				os.Subtasks[sub] = st
-				if a.Union[op] {
-					os.Union = true
-				}
-			}
+	for id, a := range p.Acks {
+		if id.Subtask < 0 || id.Subtask >= parallelism {
+			continue
 		}
-		if !found {
-			break
+		md.Bytes += a.Bytes
+		for op, st := range a.States {
+			os := md.Operators[op]
+			if os == nil {
+				os = &OperatorState{Subtasks: make([]SubtaskState, parallelism)}
+				md.Operators[op] = os
+			}
+			os.Subtasks[id.Subtask] = st
+			if a.Union[op] {
+				os.Union = true
+			}
 		}
 	}
 	return md

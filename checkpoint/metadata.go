@@ -188,11 +188,16 @@ func (a *Assignment) Objects() []string {
 // Load reads an assignment from the checkpoint in folder dir and verifies
 // every span's checksum. A missing or corrupt object is an error naming it.
 func Load(ctx context.Context, st Storage, dir string, id int64, a *Assignment) (*graph.RestoredState, error) {
+	return LoadCached(ctx, st, dir, id, a, map[string][]byte{})
+}
+
+// LoadCached is Load that reads each object at most once across calls
+// sharing objects (the operators of one chain share a data object).
+func LoadCached(ctx context.Context, st Storage, dir string, id int64, a *Assignment, objects map[string][]byte) (*graph.RestoredState, error) {
 	rs := &graph.RestoredState{CheckpointID: id, KeyGroups: map[int][]byte{}}
 	if a == nil {
 		return rs, nil
 	}
-	objects := map[string][]byte{}
 	for _, p := range a.pieces {
 		data, ok := objects[p.object]
 		name := path.Join(dir, p.object)

@@ -64,6 +64,9 @@ func Open(dir string) (Storage, error) {
 		if u.Scheme != "file" {
 			return nil, fmt.Errorf("checkpoint: checkpoint.dir %q: unsupported scheme %q (use file:// or s3://)", dir, u.Scheme)
 		}
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("checkpoint: checkpoint.dir %q: a file URL needs an absolute path (file:///path), not host %q", dir, u.Host)
+		}
 		path = u.Path
 	}
 	return NewLocal(path)
@@ -110,8 +113,16 @@ func (l *Local) write(name string, data []byte, exclusive bool) error {
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("checkpoint: write %s: %w", l.describe(name), err)
+	if _, err := os.Stat(dir); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("checkpoint: write %s: %w", l.describe(name), err)
+		}
+		// Make the new folders themselves durable, up to the root.
+		for d := dir; d != l.root && strings.HasPrefix(d, l.root); d = filepath.Dir(d) {
+			if err := syncDir(filepath.Dir(d)); err != nil {
+				return fmt.Errorf("checkpoint: sync folder of %s: %w", l.describe(name), err)
+			}
+		}
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {

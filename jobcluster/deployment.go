@@ -168,7 +168,7 @@ func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
 		}
 		return nil
 	}
-	if p := d.coord.Expired(now); p != nil {
+	if p := d.coord.Expired(now); p != nil && !d.committing {
 		jm.log.Warn("checkpoint timed out", zap.Int64("checkpoint", p.ID), zap.Duration("timeout", jm.cfg.CheckpointTimeout), zap.Any("missing", d.coord.Missing()))
 		d.coord.Finish(p.ID, now)
 		jm.recordCheckpoint(CheckpointRecord{ID: p.ID, Savepoint: p.Savepoint, Status: "expired", StartedAt: p.Started, Duration: now.Sub(p.Started)})
@@ -434,7 +434,7 @@ func (jm *JobManager) commit(ctx context.Context, d *deployment, p *checkpoint.P
 			ptr, _ := json.Marshal(cluster.CheckpointPointer{ID: p.ID, Dir: dir, Savepoint: p.Savepoint, At: time.Now().UTC()})
 			return jm.guardedPut(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster), string(ptr))
 		}()
-		jm.post(ctx, evCommitted{p: p, md: md, dir: dir, err: err})
+		jm.post(ctx, evCommitted{dep: d, p: p, md: md, dir: dir, err: err})
 	}()
 }
 
@@ -444,7 +444,10 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 		return e.err
 	}
 	d := jm.dep
-	if d != nil && d.coord.Pending() == e.p {
+	if d != e.dep {
+		d = nil // the deployment that took this checkpoint is gone
+	}
+	if d != nil {
 		d.coord.Finish(e.p.ID, now)
 		d.committing = false
 	}

@@ -83,6 +83,7 @@ type (
 	}
 	evDown      struct{ c *tmConn }
 	evCommitted struct {
+		dep *deployment
 		p   *checkpoint.Pending
 		md  *checkpoint.Metadata
 		dir string

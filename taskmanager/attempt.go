@@ -76,13 +76,14 @@ func (tm *TaskManager) deploy(ctx context.Context, c *control.Conn, d *control.D
 			}
 		}
 		restored := map[string]*graph.RestoredState{}
+		objects := map[string][]byte{}
 		if md != nil {
 			for _, v := range ch.Vertices {
 				as := checkpoint.Assign(md, v.Name, ts.Subtask, d.Parallelism)
 				if as == nil {
 					continue
 				}
-				rs, err := checkpoint.Load(ctx, st, d.RestoreDir, md.ID, as)
+				rs, err := checkpoint.LoadCached(ctx, st, d.RestoreDir, md.ID, as, objects)
 				if err != nil {
 					a.stop()
 					return nil, err
