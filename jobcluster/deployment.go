@@ -141,6 +141,21 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		return jm.committed(ctx, e)
 	case evFatal:
 		return e.err
+	case evSavepoint:
+		d := jm.dep
+		switch {
+		case d == nil || !d.allRunning():
+			e.reply <- savepointReply{err: errors.New("the job is not running")}
+		case d.finishing || d.finalID != 0:
+			e.reply <- savepointReply{err: errors.New("the job is finishing")}
+		case d.coord.Pending() != nil || d.committing:
+			e.reply <- savepointReply{err: fmt.Errorf("checkpoint %d is in progress; try again", d.coord.Pending().ID)}
+		default:
+			id := jm.trigger(d, time.Now(), true)
+			sp := SavepointStatus{ID: id, Status: "pending"}
+			jm.setSavepoint(sp)
+			e.reply <- savepointReply{sp: sp}
+		}
 	}
 	return nil
 }
@@ -151,10 +166,25 @@ func (jm *JobManager) updateSlots() {
 		jm.lastSlots = n
 		jm.slotsSince = time.Now()
 	}
+	var view []TaskManagerStatus
+	for id, info := range jm.tms {
+		tasks := 0
+		if jm.dep != nil {
+			for _, tm := range jm.dep.tasks {
+				if tm == id {
+					tasks++
+				}
+			}
+		}
+		view = append(view, TaskManagerStatus{ID: id, Slots: info.Slots, State: string(info.State), ControlAddr: info.ControlAddr, DataAddr: info.DataAddr, Connected: jm.conns[id] != nil, Tasks: tasks})
+	}
 	jm.mu.Lock()
 	jm.status.TaskManagers = len(jm.tms)
 	jm.status.Slots = n
+	jm.tmView = view
 	jm.mu.Unlock()
+	jm.metrics.taskManagers.Set(float64(len(jm.tms)))
+	jm.metrics.slots.Set(float64(n))
 }
 
 func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
@@ -178,18 +208,21 @@ func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
 	}
 	allDone := len(d.srcDone) == len(d.sources)
 	if allDone && d.finalID == 0 && d.coord.Pending() == nil {
-		return jm.trigger(d, now, false)
+		jm.trigger(d, now, false)
+		return nil
 	}
 	if !allDone && d.coord.Due(now) {
-		return jm.trigger(d, now, false)
+		jm.trigger(d, now, false)
 	}
 	return nil
 }
 
-func (jm *JobManager) trigger(d *deployment, now time.Time, savepoint bool) error {
+// trigger starts a checkpoint (or savepoint) and returns its id (0 if one
+// is already in flight).
+func (jm *JobManager) trigger(d *deployment, now time.Time, savepoint bool) int64 {
 	p, err := d.coord.Trigger(now, savepoint, false)
 	if err != nil {
-		return nil
+		return 0
 	}
 	jm.lastID = p.ID
 	if len(d.srcDone) == len(d.sources) {
@@ -204,7 +237,7 @@ func (jm *JobManager) trigger(d *deployment, now time.Time, savepoint bool) erro
 			jm.log.Warn("trigger checkpoint", zap.Int64("checkpoint", p.ID), zap.Error(err))
 		}
 	}
-	return nil
+	return p.ID
 }
 
 // maybeDeploy starts an attempt when the slots allow one.
@@ -312,6 +345,8 @@ func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
 			return nil
 		}
 	}
+	jm.metrics.parallelism.Set(float64(p))
+	jm.updateSlots()
 	jm.mu.Lock()
 	jm.status.Phase = "deploying"
 	jm.status.Parallelism = p
@@ -385,7 +420,7 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 		if pend := d.coord.Pending(); pend != nil && pend.ID == m.ID {
 			jm.log.Warn("checkpoint declined", zap.Int64("checkpoint", m.ID), zap.String("taskmanager", m.TM), zap.String("reason", m.Error))
 			d.coord.Finish(m.ID, time.Now())
-			jm.recordCheckpoint(CheckpointRecord{ID: m.ID, Status: "declined", StartedAt: pend.Started, Duration: time.Since(pend.Started), Error: m.Error})
+			jm.recordCheckpoint(CheckpointRecord{ID: m.ID, Savepoint: pend.Savepoint, Status: "declined", StartedAt: pend.Started, Duration: time.Since(pend.Started), Error: m.Error})
 			if d.finalID == m.ID {
 				d.finalID = 0
 			}
@@ -453,7 +488,7 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 	}
 	if e.err != nil {
 		jm.log.Warn("checkpoint commit failed", zap.Int64("checkpoint", e.p.ID), zap.Error(e.err))
-		jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Status: "failed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Error: e.err.Error()})
+		jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Savepoint: e.p.Savepoint, Status: "failed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Error: e.err.Error()})
 		if d != nil && d.finalID == e.p.ID {
 			d.finalID = 0
 		}
@@ -461,7 +496,10 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 	}
 	jm.latest = &cluster.CheckpointPointer{ID: e.p.ID, Dir: e.dir, Savepoint: e.p.Savepoint}
 	jm.log.Info("checkpoint completed", zap.Int64("checkpoint", e.p.ID), zap.Int64("bytes", e.md.Bytes), zap.Duration("duration", now.Sub(e.p.Started)))
-	jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Savepoint: e.p.Savepoint, Status: "completed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Bytes: e.md.Bytes})
+	jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Savepoint: e.p.Savepoint, Status: "completed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Bytes: e.md.Bytes, Dir: e.dir})
+	if e.p.Savepoint {
+		jm.log.Info("savepoint completed", zap.Int64("savepoint", e.p.ID), zap.String("dir", e.dir))
+	}
 	if d != nil {
 		for tm := range d.tms {
 			_ = jm.send(tm, &control.Message{Kind: control.KindNotify, Attempt: d.attempt, ID: e.p.ID})
@@ -512,6 +550,7 @@ func (jm *JobManager) failDeployment(ctx context.Context, err error) {
 		return
 	}
 	jm.failures++
+	jm.metrics.restarts.Inc()
 	jm.log.Error("attempt failed; restarting from the latest checkpoint", zap.Int64("attempt", jm.dep.attempt), zap.Error(err), zap.Int("consecutiveFailures", jm.failures))
 	jm.mu.Lock()
 	jm.status.Restarts++

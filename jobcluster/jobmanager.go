@@ -58,8 +58,11 @@ type JobManager struct {
 	restartAt  time.Time
 	finished   bool
 
-	mu     sync.Mutex
-	status Status
+	mu         sync.Mutex
+	status     Status
+	tmView     []TaskManagerStatus
+	savepoints map[int64]*SavepointStatus
+	metrics    *metrics
 }
 
 type tmConn struct {
@@ -89,16 +92,25 @@ type (
 		dir string
 		err error
 	}
-	evFatal struct{ err error }
+	evFatal     struct{ err error }
+	evSavepoint struct{ reply chan savepointReply }
 )
+
+type savepointReply struct {
+	sp  SavepointStatus
+	err error
+}
 
 // New creates a JobManager.
 func New(cfg Config) (*JobManager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &JobManager{cfg: cfg, log: cfg.Logger.With(zap.String("jobmanager", cfg.ID), zap.String("job", cfg.Job)),
-		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{}}, nil
+	jm := &JobManager{cfg: cfg, log: cfg.Logger.With(zap.String("jobmanager", cfg.ID), zap.String("job", cfg.Job)),
+		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{},
+		savepoints: map[int64]*SavepointStatus{}}
+	jm.metrics = newMetrics(jm)
+	return jm, nil
 }
 
 // Epoch is the leader epoch (0 before leadership).
@@ -113,7 +125,7 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 		jm.closeConns()
 		jm.wg.Wait()
 	}()
-	jm.setPhase("campaigning")
+	jm.setPhase("standby")
 	s, err := concurrency.NewSession(jm.cfg.Etcd, concurrency.WithTTL(int(jm.cfg.SessionTTL/time.Second)), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("jobmanager: etcd session: %w", err)
@@ -138,6 +150,8 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 	jm.epoch = jm.election.Rev()
 	jm.leaderKy = jm.election.Key()
 	jm.log.Info("became leader", zap.Int64("epoch", jm.epoch), zap.String("key", jm.leaderKy))
+	jm.metrics.leader.Set(1)
+	defer jm.metrics.leader.Set(0)
 
 	if err := jm.prepare(ctx); err != nil {
 		return err

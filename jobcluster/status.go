@@ -1,6 +1,10 @@
 package jobcluster
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // CheckpointRecord is one entry of the checkpoint history.
 type CheckpointRecord struct {
@@ -10,6 +14,7 @@ type CheckpointRecord struct {
 	StartedAt time.Time     `json:"startedAt"`
 	Duration  time.Duration `json:"durationNanos"`
 	Bytes     int64         `json:"bytes"`
+	Dir       string        `json:"dir,omitempty"`
 	Error     string        `json:"error,omitempty"`
 }
 
@@ -77,5 +82,58 @@ func (jm *JobManager) recordCheckpoint(r CheckpointRecord) {
 	if r.Status == "completed" {
 		c := r
 		jm.status.LastCompleted = &c
+		jm.metrics.chkDuration.Observe(r.Duration.Seconds())
+		jm.metrics.chkBytes.Set(float64(r.Bytes))
+		jm.metrics.lastCheckpoint.Set(float64(r.ID))
 	}
+	jm.metrics.checkpoints.WithLabelValues(r.Status).Inc()
+	if r.Savepoint {
+		sp := &SavepointStatus{ID: r.ID, Status: r.Status, Error: r.Error}
+		if r.Status == "completed" {
+			sp.Dir = r.Dir
+		} else {
+			sp.Status = "failed"
+		}
+		jm.savepoints[r.ID] = sp
+	}
+}
+
+// TriggerSavepoint asks the leader to take a savepoint of the running job.
+// It returns once the savepoint is triggered; poll Savepoint for the result.
+func (jm *JobManager) TriggerSavepoint(ctx context.Context) (SavepointStatus, error) {
+	jm.mu.Lock()
+	phase := jm.status.Phase
+	jm.mu.Unlock()
+	if phase == "standby" {
+		return SavepointStatus{}, errors.New("this JobManager is a standby; ask the leader")
+	}
+	reply := make(chan savepointReply, 1)
+	select {
+	case jm.events <- evSavepoint{reply: reply}:
+	case <-ctx.Done():
+		return SavepointStatus{}, ctx.Err()
+	}
+	select {
+	case r := <-reply:
+		return r.sp, r.err
+	case <-ctx.Done():
+		return SavepointStatus{}, ctx.Err()
+	}
+}
+
+// Savepoint returns the status of savepoint id.
+func (jm *JobManager) Savepoint(id int64) (SavepointStatus, bool) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	sp, ok := jm.savepoints[id]
+	if !ok {
+		return SavepointStatus{}, false
+	}
+	return *sp, true
+}
+
+func (jm *JobManager) setSavepoint(sp SavepointStatus) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	jm.savepoints[sp.ID] = &sp
 }

@@ -248,9 +248,13 @@ func (l *listener) Snapshot(id int64, flags byte, snaps map[string]graph.Snapsho
 	go func() {
 		defer a.wg.Done()
 		if err := a.storage.Put(a.ctx, dir+object, data); err != nil {
+			a.tm.metrics.snapshots.WithLabelValues("failed").Inc()
+			a.tm.log.Warn("storing snapshot failed; declining the checkpoint", zap.Int64("checkpoint", id), zap.Error(err))
 			a.send(&control.Message{Kind: control.KindDecline, ID: id, Task: &l.rt.id, Error: err.Error()})
 			return
 		}
+		a.tm.metrics.snapshots.WithLabelValues("stored").Inc()
+		a.tm.metrics.snapBytes.Add(float64(len(data)))
 		a.send(&control.Message{Kind: control.KindAck, ID: id, Ack: &checkpoint.Ack{Task: l.rt.id, States: states, Union: union, Bytes: int64(len(data))}})
 	}()
 }

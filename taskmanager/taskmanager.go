@@ -67,12 +67,14 @@ type TaskManager struct {
 	dataLn net.Listener
 	data   *network.Server
 
-	mu       sync.Mutex
-	maxEpoch int64
-	leader   *control.Conn
-	attempts map[int64]*attempt
-	draining bool
-	leaseID  clientv3.LeaseID
+	mu         sync.Mutex
+	maxEpoch   int64
+	leader     *control.Conn
+	attempts   map[int64]*attempt
+	draining   bool
+	leaseID    clientv3.LeaseID
+	registered bool
+	metrics    *tmMetrics
 
 	wg sync.WaitGroup
 }
@@ -102,6 +104,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	log := cfg.Logger.With(zap.String("taskmanager", cfg.ID))
 	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}}
+	tm.metrics = newTMMetrics(tm)
 	tm.data = network.NewServer(dataLn, 30*time.Second, func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) })
 	return tm, nil
 }
@@ -141,6 +144,16 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("taskmanager %s: keep lease alive: %w", tm.cfg.ID, err)
 	}
+	tm.mu.Lock()
+	tm.registered = true
+	tm.mu.Unlock()
+	tm.metrics.registered.Set(1)
+	defer func() {
+		tm.mu.Lock()
+		tm.registered = false
+		tm.mu.Unlock()
+		tm.metrics.registered.Set(0)
+	}()
 	tm.log.Info("registered", zap.String("key", key), zap.Int("slots", tm.cfg.Slots),
 		zap.String("control", tm.cfg.ControlAdvertise), zap.String("data", tm.cfg.DataAdvertise), zap.Duration("leaseTTL", tm.cfg.LeaseTTL))
 
@@ -240,6 +253,7 @@ func (tm *TaskManager) handleLeader(ctx context.Context, c *control.Conn) {
 	if hello.Epoch < tm.maxEpoch {
 		seen := tm.maxEpoch
 		tm.mu.Unlock()
+		tm.metrics.refusals.Inc()
 		tm.log.Warn("refused JobManager with an older epoch", zap.Int64("epoch", hello.Epoch), zap.Int64("newestEpoch", seen), zap.String("peer", c.RemoteAddr()))
 		_ = c.Send(&control.Message{Kind: control.KindRefused, TM: tm.cfg.ID, Error: fmt.Sprintf("epoch %d is older than %d", hello.Epoch, seen)})
 		return
@@ -283,6 +297,7 @@ func (tm *TaskManager) handleLeader(ctx context.Context, c *control.Conn) {
 		cur := tm.maxEpoch
 		tm.mu.Unlock()
 		if m.Epoch < cur {
+			tm.metrics.refusals.Inc()
 			tm.log.Warn("refused command with an older epoch", zap.String("kind", m.Kind), zap.Int64("epoch", m.Epoch), zap.Int64("newestEpoch", cur))
 			return
 		}

@@ -1,0 +1,363 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ebbflow/ebbflow/checkpoint"
+	"github.com/ebbflow/ebbflow/jobcluster"
+	"github.com/ebbflow/ebbflow/taskmanager"
+)
+
+func serverLogger(s *settings, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(s.str("log.level"))
+	if err != nil {
+		return nil, usageError("config key log.level: %v", err)
+	}
+	var enc zapcore.Encoder
+	switch s.str("log.format") {
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		return nil, usageError("config key log.format (EBBFLOW_LOG_FORMAT, --log-format): %q is not json or console", s.str("log.format"))
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// connectEtcd builds the etcd client (TLS, auth) and waits until etcd
+// answers, retrying with backoff and a log line naming the endpoints, up to
+// etcd.startup-timeout.
+func connectEtcd(ctx context.Context, s *settings, log *zap.Logger) (*clientv3.Client, error) {
+	eps := s.list("etcd.endpoints")
+	if len(eps) == 0 {
+		return nil, usageError("config key etcd.endpoints (EBBFLOW_ETCD_ENDPOINTS, --etcd-endpoints) is empty")
+	}
+	cfg := clientv3.Config{Endpoints: eps, DialTimeout: s.dur("etcd.dial-timeout"), Logger: zap.NewNop(), Username: s.str("etcd.username")}
+	pw, err := s.secret("etcd.password", "etcd.password-file")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = pw
+	if cert, key, ca := s.str("etcd.tls.cert"), s.str("etcd.tls.key"), s.str("etcd.tls.ca"); cert != "" || key != "" || ca != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if (cert == "") != (key == "") {
+			return nil, usageError("config keys etcd.tls.cert and etcd.tls.key must be set together")
+		}
+		if cert != "" {
+			pair, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				return nil, usageError("config keys etcd.tls.cert/etcd.tls.key: %v", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		if ca != "" {
+			b, err := os.ReadFile(ca)
+			if err != nil {
+				return nil, usageError("config key etcd.tls.ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, usageError("config key etcd.tls.ca: %s holds no PEM certificate", ca)
+			}
+			tc.RootCAs = pool
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", eps, err)
+	}
+	deadline := time.Now().Add(s.dur("etcd.startup-timeout"))
+	backoff := 200 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+		_, err = cli.Get(actx, "/ebbflow/")
+		cancel()
+		if err == nil {
+			log.Info("connected to etcd", zap.Strings("endpoints", eps))
+			return cli, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			cli.Close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("etcd at %s unreachable for %v (etcd.startup-timeout): %w", strings.Join(eps, ","), s.dur("etcd.startup-timeout"), err)
+		}
+		log.Warn("etcd unreachable; retrying", zap.Strings("endpoints", eps), zap.Duration("backoff", backoff), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// openStorage opens checkpoint.dir (file:// or s3://).
+func openStorage(ctx context.Context, s *settings) (checkpoint.Storage, error) {
+	dir := s.str("checkpoint.dir")
+	if dir == "" {
+		return nil, usageError("config key checkpoint.dir (EBBFLOW_CHECKPOINT_DIR, --checkpoint-dir) is required: file:///path or s3://bucket/prefix")
+	}
+	if strings.HasPrefix(dir, "s3://") {
+		return openS3(ctx, s, dir)
+	}
+	st, err := checkpoint.Open(dir)
+	if err != nil {
+		return nil, usageError("config key checkpoint.dir: %v", err)
+	}
+	return st, nil
+}
+
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// serveHTTP serves h on addr until ctx ends.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *zap.Logger) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen on http address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", zap.Error(err))
+		}
+	}()
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}
+	log.Info("serving http", zap.String("addr", ln.Addr().String()))
+	return ln.Addr().String(), stop, nil
+}
+
+func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "jobmanager [flags] JOB [job flags]",
+		Short: "Run the JobManager of one job (standalone job cluster); a second one is a hot standby",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags(), 'j')
+			if err != nil {
+				return err
+			}
+			name, jobArgs, err := splitJob(jobs, args)
+			if err != nil {
+				return err
+			}
+			g, err := jobs.Build(name, jobArgs)
+			if err != nil {
+				return usageError("%v%s", err, misplacedFlagHint(err, "jobmanager"))
+			}
+			log, err := serverLogger(s, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			storage, err := openStorage(ctx, s)
+			if err != nil {
+				return err
+			}
+			cli, err := connectEtcd(ctx, s, log)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			id := s.str("jobmanager.id")
+			if id == "" {
+				id = defaultID()
+			}
+			jm, err := jobcluster.New(jobcluster.Config{
+				Cluster: s.str("cluster.id"), ID: id, Job: name, Args: jobArgs, Graph: g, Etcd: cli, Storage: storage,
+				CheckpointInterval: s.dur("checkpoint.interval"), CheckpointTimeout: s.dur("checkpoint.timeout"), Retain: s.num("checkpoint.retained"),
+				Parallelism: s.num("jobmanager.parallelism"), SessionTTL: s.dur("jobmanager.session-ttl"), MaxRestarts: s.num("jobmanager.max-restarts"),
+				FromSavepoint: s.str("jobmanager.from-savepoint"), AllowDropState: s.flag("jobmanager.allow-dropped-state"), Logger: log,
+			})
+			if err != nil {
+				return usageError("%v", err)
+			}
+			addr, stopHTTP, err := serveHTTP(ctx, s.str("jobmanager.http"), jm.Handler(), log)
+			if err != nil {
+				return err
+			}
+			defer stopHTTP()
+			log.Info("jobmanager starting", zap.String("id", id), zap.String("cluster", s.str("cluster.id")), zap.String("job", name),
+				zap.String("checkpoints", storage.URL()), zap.String("http", addr))
+			err = jm.Run(ctx)
+			switch {
+			case err == nil:
+				st := jm.Status()
+				fmt.Fprintf(stdout, "%s finished: %d source records, %d sink records, parallelism %d\n", name, st.SourceRecords, st.SinkRecords, st.Parallelism)
+				return nil
+			case errors.Is(err, jobcluster.ErrAlreadyFinished):
+				fmt.Fprintf(stdout, "%s already finished in cluster %q\n", name, s.str("cluster.id"))
+				return nil
+			case ctx.Err() != nil:
+				log.Info("jobmanager stopped by signal")
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	addConfigFlags(cmd.Flags(), 'j')
+	return cmd
+}
+
+func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "taskmanager [flags]",
+		Short: "Run a TaskManager: register in etcd, offer slots, run the tasks the JobManager deploys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd.Flags(), 't')
+			if err != nil {
+				return err
+			}
+			if n := s.num("taskmanager.slots"); n < 1 {
+				return usageError("config key taskmanager.slots (--slots) must be at least 1, got %d", n)
+			}
+			if s.dur("taskmanager.lease-ttl") < time.Second {
+				return usageError("config key taskmanager.lease-ttl must be at least 1s, got %v", s.dur("taskmanager.lease-ttl"))
+			}
+			log, err := serverLogger(s, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			// Check the storage settings at start so a typo fails here, not at
+			// the first checkpoint.
+			storage, err := openStorage(ctx, s)
+			if err != nil {
+				return err
+			}
+			cli, err := connectEtcd(ctx, s, log)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			id := s.str("taskmanager.id")
+			if id == "" {
+				id = defaultID()
+			}
+			tm, err := taskmanager.New(taskmanager.Config{
+				ID: id, Cluster: s.str("cluster.id"), Slots: s.num("taskmanager.slots"),
+				ControlBind: s.str("taskmanager.bind"), ControlAdvertise: advertise(s.str("taskmanager.advertise"), s.str("taskmanager.bind")),
+				DataBind: s.str("taskmanager.data-bind"), DataAdvertise: advertise(s.str("taskmanager.data-advertise"), s.str("taskmanager.data-bind")),
+				LeaseTTL: s.dur("taskmanager.lease-ttl"), Etcd: cli, Jobs: jobs, Logger: log,
+				OpenStorage: func(url string) (checkpoint.Storage, error) {
+					if url != storage.URL() {
+						return nil, fmt.Errorf("the JobManager uses checkpoint storage %s but this TaskManager is configured with %s (checkpoint.dir)", url, storage.URL())
+					}
+					return storage, nil
+				},
+			})
+			if err != nil {
+				return usageError("%v", err)
+			}
+			_, stopHTTP, err := serveHTTP(ctx, s.str("taskmanager.http"), tm.Handler(), log)
+			if err != nil {
+				return err
+			}
+			defer stopHTTP()
+			err = tm.Run(ctx)
+			if ctx.Err() != nil {
+				log.Info("taskmanager stopped by signal")
+				return nil
+			}
+			return err
+		},
+	}
+	addConfigFlags(cmd.Flags(), 't')
+	return cmd
+}
+
+// advertise fills in the host of a bind address (":6121") with this host's
+// name, so that other containers can dial it.
+func advertise(adv, bind string) string {
+	if adv != "" {
+		return adv
+	}
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil || (host != "" && host != "0.0.0.0" && host != "::") {
+		return bind
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return bind
+	}
+	return net.JoinHostPort(h, port)
+}
+
+func savepointCommand(stdout io.Writer) *cobra.Command {
+	var addr string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "savepoint --jobmanager URL",
+		Short: "Take a savepoint of the running job and print its folder (restore with jobmanager --from-savepoint)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr == "" {
+				return usageError("--jobmanager is required (e.g. http://jobmanager:8081)")
+			}
+			base := strings.TrimSuffix(addr, "/")
+			if !strings.Contains(base, "://") {
+				base = "http://" + base
+			}
+			sp, err := postSavepoint(cmd.Context(), base)
+			if err != nil {
+				return err
+			}
+			deadline := time.Now().Add(wait)
+			for sp.Status == "pending" {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("savepoint %d not complete after %v", sp.ID, wait)
+				}
+				time.Sleep(100 * time.Millisecond)
+				if sp, err = getSavepoint(cmd.Context(), base, sp.ID); err != nil {
+					return err
+				}
+			}
+			if sp.Status != "completed" {
+				return fmt.Errorf("savepoint %d %s: %s", sp.ID, sp.Status, sp.Error)
+			}
+			fmt.Fprintf(stdout, "savepoint %d completed: %s\n", sp.ID, sp.Dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "jobmanager", "", "JobManager REST address (http://host:port)")
+	cmd.Flags().DurationVar(&wait, "timeout", 2*time.Minute, "how long to wait for the savepoint to complete")
+	return cmd
+}
