@@ -19,13 +19,18 @@ demo: build
 test: vet test-unit test-race e2e
 
 test-unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /internal/e2e)
+	@eval "$$(scripts/tools.sh)" && export EBBFLOW_ETCD_BIN EBBFLOW_MINIO_BIN && \
+		$(GO) test -count=1 $$($(GO) list ./... | grep -v /internal/e2e)
 
 test-race:
-	$(GO) test -race -count=1 $(RACE_PKGS)
+	@eval "$$(scripts/tools.sh)" && export EBBFLOW_ETCD_BIN EBBFLOW_MINIO_BIN && \
+		$(GO) test -race -count=1 $(RACE_PKGS)
 
+# End-to-end tests run the real binary against real etcd and MinIO servers,
+# which scripts/tools.sh builds once per machine and caches outside the checkout.
 e2e: build
-	EBBFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./internal/e2e/
+	@eval "$$(scripts/tools.sh)" && export EBBFLOW_ETCD_BIN EBBFLOW_MINIO_BIN && \
+		EBBFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m ./internal/e2e/
 
 bench: build
 	@scripts/bench.sh

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -97,10 +99,10 @@ func New(cfg Config) (*TaskManager, error) {
 		return nil, fmt.Errorf("taskmanager: listen on data address %s: %w", cfg.DataBind, err)
 	}
 	if cfg.ControlAdvertise == "" {
-		cfg.ControlAdvertise = ctlLn.Addr().String()
+		cfg.ControlAdvertise = advertised(ctlLn)
 	}
 	if cfg.DataAdvertise == "" {
-		cfg.DataAdvertise = dataLn.Addr().String()
+		cfg.DataAdvertise = advertised(dataLn)
 	}
 	log := cfg.Logger.With(zap.String("taskmanager", cfg.ID))
 	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}}
@@ -344,4 +346,19 @@ func (tm *TaskManager) handle(ctx context.Context, c *control.Conn, m *control.M
 		}
 		tm.send(c, &control.Message{Kind: control.KindCancelled, Attempt: m.Attempt})
 	}
+}
+
+// advertised is the address others dial for a listener without an explicit
+// advertised address: its bound address, with this host's name in place of
+// an unspecified IP (":6121" in a container becomes "<hostname>:6121").
+func advertised(ln net.Listener) string {
+	addr := ln.Addr().(*net.TCPAddr)
+	if !addr.IP.IsUnspecified() {
+		return addr.String()
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return addr.String()
+	}
+	return net.JoinHostPort(h, strconv.Itoa(addr.Port))
 }

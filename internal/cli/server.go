@@ -274,8 +274,8 @@ func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
 			}
 			tm, err := taskmanager.New(taskmanager.Config{
 				ID: id, Cluster: s.str("cluster.id"), Slots: s.num("taskmanager.slots"),
-				ControlBind: s.str("taskmanager.bind"), ControlAdvertise: advertise(s.str("taskmanager.advertise"), s.str("taskmanager.bind")),
-				DataBind: s.str("taskmanager.data-bind"), DataAdvertise: advertise(s.str("taskmanager.data-advertise"), s.str("taskmanager.data-bind")),
+				ControlBind: s.str("taskmanager.bind"), ControlAdvertise: s.str("taskmanager.advertise"),
+				DataBind: s.str("taskmanager.data-bind"), DataAdvertise: s.str("taskmanager.data-advertise"),
 				LeaseTTL: s.dur("taskmanager.lease-ttl"), Etcd: cli, Jobs: jobs, Logger: log,
 				OpenStorage: func(url string) (checkpoint.Storage, error) {
 					if url != storage.URL() {
@@ -302,23 +302,6 @@ func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
 	}
 	addConfigFlags(cmd.Flags(), 't')
 	return cmd
-}
-
-// advertise fills in the host of a bind address (":6121") with this host's
-// name, so that other containers can dial it.
-func advertise(adv, bind string) string {
-	if adv != "" {
-		return adv
-	}
-	host, port, err := net.SplitHostPort(bind)
-	if err != nil || (host != "" && host != "0.0.0.0" && host != "::") {
-		return bind
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return bind
-	}
-	return net.JoinHostPort(h, port)
 }
 
 func savepointCommand(stdout io.Writer) *cobra.Command {

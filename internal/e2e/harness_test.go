@@ -57,7 +57,11 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	return startPrepared(t, &proc{t: t, cmd: exec.Command(binary, args...), done: make(chan struct{})})
+}
+
+func startPrepared(t *testing.T, p *proc) *proc {
+	t.Helper()
 	p.cond = sync.NewCond(&p.mu)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -139,6 +139,15 @@ func main() {
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		fatalf("create bench folder: %v", err)
 	}
+	// Run a private copy of the binary, so a rebuild of bin/ebbflow while
+	// the benchmark runs cannot mix two builds into one report.
+	bin, err := snapshotBinary(o.bin, o.dir)
+	if err != nil {
+		fatalf("copy %s: %v", o.bin, err)
+	}
+	atExit = append(atExit, func() { os.Remove(bin) })
+	defer os.Remove(bin)
+	revision := gitRevision()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -150,6 +159,9 @@ func main() {
 	logf("reference loop: %d runs (and %d of the tuned variant) over %s", o.runs, o.runs, corpus)
 	var ref, tuned refRuns
 	for i := 0; i < o.runs; i++ {
+		if ctx.Err() != nil {
+			fatalf("interrupted")
+		}
 		ref.run(corpus, false, i)
 		tuned.run(corpus, true, i)
 	}
@@ -183,7 +195,7 @@ func main() {
 	for r := 0; r < o.runs; r++ {
 		for i, sc := range scenarios {
 			logf("[round %d/%d] %s", r+1, o.runs, sc.name)
-			res := runEbbflow(ctx, o, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
+			res := runEbbflow(ctx, o, bin, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
 			logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (load %s)",
 				res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.load)
 			outcomes[i].runs = append(outcomes[i].runs, res)
@@ -192,7 +204,7 @@ func main() {
 	os.RemoveAll(runsDir)
 
 	report := renderReport(o, reportInput{
-		started: startedAt, finished: time.Now(), loadBefore: loadBefore, loadAfter: loadAvg(),
+		revision: revision, started: startedAt, finished: time.Now(), loadBefore: loadBefore, loadAfter: loadAvg(),
 		corpus: corpus, corpusSize: size, refWords: refWords, ref: ref, tuned: tuned,
 		refMedian: refMedian, outcomes: outcomes,
 	})
@@ -392,7 +404,7 @@ func ebbflowArgs(sc scenario, corpus, data, out string) []string {
 
 // runEbbflow runs sc once in a fresh folder dir and parses its summary; any
 // failure ends the benchmark with the process's output.
-func runEbbflow(ctx context.Context, o options, sc scenario, corpus, dir string) result {
+func runEbbflow(ctx context.Context, o options, bin string, sc scenario, corpus, dir string) result {
 	if err := os.RemoveAll(dir); err != nil {
 		fatalf("clean %s: %v", dir, err)
 	}
@@ -405,17 +417,17 @@ func runEbbflow(ctx context.Context, o options, sc scenario, corpus, dir string)
 	args := ebbflowArgs(sc, corpus, data, out)
 	runCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(runCtx, o.bin, args...)
+	cmd := exec.CommandContext(runCtx, bin, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	load := loadAvg()
 	err := cmd.Run()
-	cmdline := o.bin + " " + strings.Join(args, " ")
+	cmdline := bin + " " + strings.Join(args, " ")
 	fail := func(format string, a ...any) {
 		fmt.Fprintf(os.Stderr, "bench: %s: %s\ncommand: %s\n--- stdout ---\n%s--- stderr ---\n%s", sc.name, fmt.Sprintf(format, a...), cmdline, stdout.String(), stderr.String())
-		os.Exit(1)
+		exit(1)
 	}
 	switch {
 	case runCtx.Err() == context.DeadlineExceeded:
@@ -444,6 +456,7 @@ func runEbbflow(ctx context.Context, o options, sc scenario, corpus, dir string)
 }
 
 type reportInput struct {
+	revision              string
 	started, finished     time.Time
 	loadBefore, loadAfter string
 	corpus                string
@@ -480,6 +493,7 @@ func renderReport(o options, in reportInput) string {
 		cmdline += " " + strings.Join(os.Args[1:], " ")
 	}
 	p("```\n%s\n```\n\n", cmdline)
+	p("Source revision: `%s` (%s, copied before the first run). ", in.revision, o.bin)
 	p("%d run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
 	p("Corpus: `%s`, %d lines, %s, %d words (scripts/gentext). ", in.corpus, o.lines, mib(in.corpusSize), in.refWords)
 	p("Every ebbflow run is `%s local --taskmanagers N --slots S --data-dir <fresh> --fresh --checkpoint-interval 1s|0 --quiet JOB ...` ", filepath.Base(o.bin))
@@ -653,6 +667,40 @@ func thousands(x float64) string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
+// snapshotBinary copies bin into dir and returns the copy's path.
+func snapshotBinary(bin, dir string) (string, error) {
+	src, err := os.Open(bin)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	dst, err := os.CreateTemp(dir, "ebbflow-bin-")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		os.Remove(dst.Name())
+		return "", err
+	}
+	if err := dst.Chmod(0o755); err != nil {
+		dst.Close()
+		os.Remove(dst.Name())
+		return "", err
+	}
+	return dst.Name(), dst.Close()
+}
+
+// gitRevision describes the checked-out source: commit, and "-dirty" with
+// uncommitted changes.
+func gitRevision() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown (not a git checkout?)"
+	}
+	return strings.TrimSpace(string(out))
+}
+
 func cpuModel() string {
 	data, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
@@ -724,7 +772,17 @@ func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
 }
 
+// atExit holds cleanups that must run even when the benchmark fails.
+var atExit []func()
+
+func exit(code int) {
+	for _, f := range atExit {
+		f()
+	}
+	os.Exit(code)
+}
+
 func fatalf(format string, a ...any) {
 	logf(format, a...)
-	os.Exit(1)
+	exit(1)
 }

@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebbflow/ebbflow/internal/testenv"
+)
+
+// cluster is a standalone job cluster of real processes around a real etcd.
+type cluster struct {
+	t       *testing.T
+	etcd    *testenv.Etcd
+	env     []string
+	dir     string
+	jobArgs []string
+}
+
+func newCluster(t *testing.T, checkpointDir string, extraEnv ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, etcd: testenv.StartEtcd(t), dir: t.TempDir()}
+	if checkpointDir == "" {
+		checkpointDir = "file://" + filepath.Join(c.dir, "checkpoints")
+	}
+	c.env = append(os.Environ(), "EBBFLOW_ETCD_ENDPOINTS="+c.etcd.Endpoint, "EBBFLOW_CLUSTER_ID=e2e",
+		"EBBFLOW_CHECKPOINT_DIR="+checkpointDir, "EBBFLOW_LOG_FORMAT=console", "EBBFLOW_TASKMANAGER_LEASE_TTL=2s",
+		"EBBFLOW_JOBMANAGER_SESSION_TTL=2s", "EBBFLOW_CHECKPOINT_INTERVAL=300ms")
+	c.env = append(c.env, extraEnv...)
+	return c
+}
+
+func (c *cluster) startProc(args ...string) *proc {
+	c.t.Helper()
+	p := &proc{t: c.t, cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Env = c.env
+	return startPrepared(c.t, p)
+}
+
+func (c *cluster) taskmanager(id string, slots int) *proc {
+	return c.startProc("taskmanager", "--id", id, "--slots", strconv.Itoa(slots), "--bind", "127.0.0.1:0", "--data-bind", "127.0.0.1:0", "--http", "127.0.0.1:0")
+}
+
+type jobmanager struct {
+	*proc
+	http string
+}
+
+func (c *cluster) jobmanager(id string) *jobmanager {
+	c.t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(c.t))
+	p := c.startProc(append([]string{"jobmanager", "--id", id, "--http", addr}, c.jobArgs...)...)
+	return &jobmanager{proc: p, http: addr}
+}
+
+type jobStatus struct {
+	Phase         string `json:"phase"`
+	Epoch         int64  `json:"epoch"`
+	Parallelism   int    `json:"parallelism"`
+	Restarts      int    `json:"restarts"`
+	LastCompleted *struct {
+		ID int64 `json:"id"`
+	} `json:"lastCompleted"`
+}
+
+// status reads GET /v1/job; ok=false while the server is not up.
+func (j *jobmanager) status() (jobStatus, bool) {
+	var st jobStatus
+	resp, err := http.Get("http://" + j.http + "/v1/job")
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+// waitStatus polls the REST API until cond holds.
+func (j *jobmanager) waitStatus(what string, timeout time.Duration, cond func(jobStatus) bool) jobStatus {
+	j.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, ok := j.status()
+		if ok && cond(st) {
+			return st
+		}
+		select {
+		case <-j.done:
+			j.t.Fatalf("jobmanager exited while waiting for %s:\n%s", what, j.stderr())
+		default:
+		}
+		if time.Now().After(deadline) {
+			j.t.Fatalf("jobmanager: %s not reached in %v (last status %+v)\n%s", what, timeout, st, j.stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func checkpointed(after int64) func(jobStatus) bool {
+	return func(st jobStatus) bool { return st.LastCompleted != nil && st.LastCompleted.ID > after }
+}
+
+func wcJob(t *testing.T, dir string, lines int, rate int) (in, out string, args []string) {
+	in = filepath.Join(dir, "in.txt")
+	writeCorpus(t, in, lines, uint64(lines))
+	out = filepath.Join(dir, "out")
+	return in, out, []string{"wordcount", "--input", in, "--output", out, "--rate", strconv.Itoa(rate)}
+}
+
+// JobManager + 2 TaskManagers + real etcd: kill -9 one TaskManager mid-run
+// and start another; the job restores from the latest checkpoint and the
+// committed output is exactly-once.
+func TestClusterTaskManagerKilled(t *testing.T) {
+	c := newCluster(t, "")
+	in, out, args := wcJob(t, c.dir, 24000, 6000)
+	c.jobArgs = args
+	tm1 := c.taskmanager("tm-1", 2)
+	c.taskmanager("tm-2", 2)
+	jm := c.jobmanager("jm-1")
+	st := jm.waitStatus("parallelism 4 and a checkpoint", time.Minute, func(st jobStatus) bool {
+		return st.Parallelism == 4 && checkpointed(0)(st)
+	})
+	killedAt := time.Now()
+	tm1.kill9()
+	after := jm.waitStatus("restart after the loss", 30*time.Second, func(s jobStatus) bool { return s.Restarts >= 1 && s.Phase == "running" })
+	t.Logf("running again %v after kill -9 (lease TTL 2s), at parallelism %d", time.Since(killedAt).Round(time.Millisecond), after.Parallelism)
+	c.taskmanager("tm-3", 2)
+	if code := jm.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
+	}
+	_ = st
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
+
+// Two JobManagers: kill -9 the leader mid-run; the standby takes over,
+// resumes from the latest checkpoint and finishes the job (exit 0).
+func TestClusterLeaderFailover(t *testing.T) {
+	c := newCluster(t, "")
+	in, out, args := wcJob(t, c.dir, 24000, 6000)
+	c.jobArgs = args
+	c.taskmanager("tm-1", 2)
+	c.taskmanager("tm-2", 1)
+	a := c.jobmanager("jm-a")
+	a.waitStatus("leadership", time.Minute, func(s jobStatus) bool { return s.Epoch > 0 })
+	b := c.jobmanager("jm-b")
+	b.waitStatus("standby", time.Minute, func(s jobStatus) bool { return s.Phase == "standby" })
+	a.waitStatus("a checkpoint", time.Minute, checkpointed(0))
+	a.kill9()
+	took := b.waitStatus("takeover", 30*time.Second, func(s jobStatus) bool { return s.Epoch > 0 && s.Phase == "running" })
+	t.Logf("standby took over with epoch %d", took.Epoch)
+	if code := b.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("standby exit %d:\n%s", code, b.stderr())
+	}
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
+
+// Fencing: a leader paused with SIGSTOP loses its session; the standby
+// takes over; when the old leader resumes (SIGCONT) it can neither move the
+// checkpoint pointer nor command a TaskManager, and it stops.
+func TestClusterFencing(t *testing.T) {
+	c := newCluster(t, "")
+	in, out, args := wcJob(t, c.dir, 30000, 6000)
+	c.jobArgs = args
+	c.taskmanager("tm-1", 2)
+	c.taskmanager("tm-2", 2)
+	a := c.jobmanager("jm-a")
+	first := a.waitStatus("leadership and a checkpoint", time.Minute, func(s jobStatus) bool { return s.Epoch > 0 && checkpointed(0)(s) })
+	b := c.jobmanager("jm-b")
+	b.waitStatus("standby", time.Minute, func(s jobStatus) bool { return s.Phase == "standby" })
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	took := b.waitStatus("takeover", 30*time.Second, func(s jobStatus) bool { return s.Epoch > first.Epoch && s.Phase == "running" })
+	b.waitStatus("a checkpoint by the new leader", time.Minute, checkpointed(first.LastCompleted.ID))
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader must notice and stop acting: it exits non-zero.
+	if code := a.wait(30 * time.Second); code == 0 {
+		t.Fatalf("deposed leader exited 0:\n%s", a.stderr())
+	}
+	if !strings.Contains(a.stderr(), "leadership") && !strings.Contains(a.stderr(), "session") {
+		t.Fatalf("deposed leader did not say it lost leadership:\n%s", a.stderr())
+	}
+	if code := b.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("new leader exit %d:\n%s", code, b.stderr())
+	}
+	t.Logf("epochs %d → %d", first.Epoch, took.Epoch)
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
+
+// Bad settings exit with a message naming the key or endpoint.
+func TestClusterBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.txt")
+	os.WriteFile(in, []byte("a b\n"), 0o644)
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte("etcd:\n  endpoints: [127.0.0.1:1]\ncheckpoint:\n  dir: file:///tmp/x\n  intervall: 5s\n"), 0o644)
+	badType := filepath.Join(dir, "badtype.yaml")
+	os.WriteFile(badType, []byte("checkpoint:\n  dir: file:///tmp/x\n  interval: often\n"), 0o644)
+	job := []string{"wordcount", "--input", in, "--output", filepath.Join(dir, "o")}
+	port := testenv.FreePort(t)
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"unknown config key", append([]string{"jobmanager", "--config", cfg}, job...), nil, []string{"checkpoint.intervall"}},
+		{"wrong type", append([]string{"jobmanager", "--config", badType}, job...), nil, []string{"checkpoint.interval", "often"}},
+		{"missing checkpoint dir", append([]string{"jobmanager"}, job...), nil, []string{"checkpoint.dir"}},
+		{"unreachable etcd", append([]string{"jobmanager", "--etcd-startup-timeout", "1s", "--checkpoint-dir", "file://" + dir + "/chk"}, job...),
+			[]string{"EBBFLOW_ETCD_ENDPOINTS=127.0.0.1:" + strconv.Itoa(port)}, []string{"127.0.0.1:" + strconv.Itoa(port), "unreachable"}},
+		{"bad env value", []string{"taskmanager"}, []string{"EBBFLOW_TASKMANAGER_SLOTS=many", "EBBFLOW_CHECKPOINT_DIR=file://" + dir}, []string{"taskmanager.slots", "many"}},
+		{"zero slots", []string{"taskmanager", "--slots", "0"}, []string{"EBBFLOW_CHECKPOINT_DIR=file://" + dir}, []string{"slots"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binary, tc.args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatalf("exit 0; stderr:\n%s", stderr.String())
+				}
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("still running after 30s (should fail fast):\n%s", stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Fatalf("stderr does not mention %q:\n%s", w, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+var _ = fmt.Sprint
