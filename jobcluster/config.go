@@ -44,7 +44,11 @@ type Config struct {
 	FromSavepoint  string // folder of a savepoint to start from when the job has no checkpoint
 	AllowDropState bool
 	DeployTimeout  time.Duration
-	Logger         *zap.Logger
+	// TolerableCheckpointFailures is how many checkpoints in a row may fail
+	// (declined, expired, commit failed) before the attempt is restarted
+	// from the latest completed checkpoint.
+	TolerableCheckpointFailures int
+	Logger                      *zap.Logger
 }
 
 // Validate checks the configuration and fills defaults.
@@ -75,6 +79,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRestarts <= 0 {
 		c.MaxRestarts = 10
+	}
+	if c.TolerableCheckpointFailures <= 0 {
+		c.TolerableCheckpointFailures = 5
 	}
 	if c.DeployTimeout <= 0 {
 		c.DeployTimeout = time.Minute

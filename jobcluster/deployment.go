@@ -188,6 +188,11 @@ func (jm *JobManager) updateSlots() {
 }
 
 func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
+	if jm.dep != nil && jm.chkFails >= jm.cfg.TolerableCheckpointFailures {
+		n := jm.chkFails
+		jm.chkFails = 0
+		jm.failDeployment(ctx, fmt.Errorf("%d checkpoints in a row failed (tolerable: %d); last: %s", n, jm.cfg.TolerableCheckpointFailures, jm.lastCheckpointError()))
+	}
 	d := jm.dep
 	if d == nil {
 		return jm.maybeDeploy(ctx, now)

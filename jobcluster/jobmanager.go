@@ -55,6 +55,7 @@ type JobManager struct {
 	latest     *cluster.CheckpointPointer
 	dep        *deployment
 	failures   int
+	chkFails   int // consecutive failed checkpoints
 	restartAt  time.Time
 	finished   bool
 
@@ -247,6 +248,9 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 		if err := checkpoint.CheckCompatible(md, jm.cfg.Graph, jm.cfg.AllowDropState); err != nil {
 			return fmt.Errorf("jobmanager: %w", err)
 		}
+		// Attempt numbers name output files in progress; they must grow past
+		// the attempt that took the snapshot, also in a new cluster.
+		jm.attemptNo = max(jm.attemptNo, md.Attempt)
 		jm.log.Info("resuming from checkpoint", zap.Int64("checkpoint", md.ID), zap.String("dir", jm.latest.Dir), zap.Int("parallelism", md.Parallelism))
 		jm.setResumed(md.ID)
 	}

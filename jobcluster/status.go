@@ -87,6 +87,11 @@ func (jm *JobManager) recordCheckpoint(r CheckpointRecord) {
 		jm.metrics.lastCheckpoint.Set(float64(r.ID))
 	}
 	jm.metrics.checkpoints.WithLabelValues(r.Status).Inc()
+	if r.Status == "completed" {
+		jm.chkFails = 0
+	} else {
+		jm.chkFails++
+	}
 	if r.Savepoint {
 		sp := &SavepointStatus{ID: r.ID, Status: r.Status, Error: r.Error}
 		if r.Status == "completed" {
@@ -136,4 +141,17 @@ func (jm *JobManager) setSavepoint(sp SavepointStatus) {
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	jm.savepoints[sp.ID] = &sp
+}
+
+func (jm *JobManager) lastCheckpointError() string {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if n := len(jm.status.Checkpoints); n > 0 {
+		c := jm.status.Checkpoints[n-1]
+		if c.Error != "" {
+			return c.Error
+		}
+		return c.Status
+	}
+	return ""
 }

@@ -322,10 +322,21 @@ func (w *writer[T]) Commit(committables [][]byte) error {
 			return fmt.Errorf("%w (in %s)", err, w.dir)
 		}
 		src, dst := filepath.Join(w.dir, c.inProgress), filepath.Join(w.dir, c.final)
-		err = os.Rename(src, dst)
+		// Link then remove: unlike rename, a link never replaces an existing
+		// committed file, so output of another attempt is never overwritten.
+		err = os.Link(src, dst)
 		if err == nil {
+			if err := os.Remove(src); err != nil {
+				return fmt.Errorf("filesink: committing %s: %w", dst, err)
+			}
 			renamed = true
 			continue
+		}
+		if errors.Is(err, fs.ErrExist) {
+			if _, serr := os.Stat(src); serr == nil {
+				return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot commit %s: %s already exists (two attempts with the same number wrote to one output folder)", src, dst))
+			}
+			continue // committed before
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("filesink: committing: %w", err)

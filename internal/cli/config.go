@@ -54,6 +54,7 @@ var keys = []keyDef{
 	{Key: "checkpoint.interval", Kind: kDuration, Default: "10s", Flag: "checkpoint-interval", Roles: "j", Usage: "time between checkpoints (0 = only the final one)"},
 	{Key: "checkpoint.timeout", Kind: kDuration, Default: "2m", Roles: "j", Usage: "a checkpoint not complete after this is abandoned"},
 	{Key: "checkpoint.retained", Kind: kInt, Default: "3", Roles: "j", Usage: "completed checkpoints to keep"},
+	{Key: "checkpoint.tolerable-failures", Kind: kInt, Default: "5", Roles: "j", Usage: "checkpoints in a row that may fail (e.g. S3 down) before the job restarts from the latest completed one"},
 	{Key: "s3.endpoint", Kind: kString, Flag: "s3-endpoint", Roles: "jt", Usage: "S3 endpoint host:port (for s3:// checkpoint.dir)"},
 	{Key: "s3.region", Kind: kString, Default: "us-east-1", Roles: "jt", Usage: "S3 region"},
 	{Key: "s3.access-key", Kind: kString, Roles: "jt", Usage: "S3 access key"},

@@ -201,7 +201,8 @@ func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 				Cluster: s.str("cluster.id"), ID: id, Job: name, Args: jobArgs, Graph: g, Etcd: cli, Storage: storage,
 				CheckpointInterval: s.dur("checkpoint.interval"), CheckpointTimeout: s.dur("checkpoint.timeout"), Retain: s.num("checkpoint.retained"),
 				Parallelism: s.num("jobmanager.parallelism"), SessionTTL: s.dur("jobmanager.session-ttl"), MaxRestarts: s.num("jobmanager.max-restarts"),
-				FromSavepoint: s.str("jobmanager.from-savepoint"), AllowDropState: s.flag("jobmanager.allow-dropped-state"), Logger: log,
+				TolerableCheckpointFailures: s.num("checkpoint.tolerable-failures"),
+				FromSavepoint:               s.str("jobmanager.from-savepoint"), AllowDropState: s.flag("jobmanager.allow-dropped-state"), Logger: log,
 			})
 			if err != nil {
 				return usageError("%v", err)

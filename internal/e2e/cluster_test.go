@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -254,3 +255,37 @@ func TestClusterBadSettings(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// A savepoint triggered from the CLI is self-contained: a new cluster
+// started from it at another parallelism finishes the job exactly-once.
+func TestClusterSavepointRestore(t *testing.T) {
+	c := newCluster(t, "", "EBBFLOW_CHECKPOINT_INTERVAL=1h") // only the savepoint commits output
+	in, out, args := wcJob(t, c.dir, 20000, 5000)
+	c.jobArgs = args
+	tm := c.taskmanager("tm-1", 3)
+	jm := c.jobmanager("jm-1")
+	jm.waitStatus("running at parallelism 3", time.Minute, func(s jobStatus) bool { return s.Phase == "running" && s.Parallelism == 3 })
+	cmd := exec.Command(binary, "savepoint", "--jobmanager", "http://"+jm.http)
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ebbflow savepoint: %v\n%s", err, outb)
+	}
+	m := regexp.MustCompile(`savepoint (\d+) completed: (\S+)`).FindStringSubmatch(string(outb))
+	if m == nil {
+		t.Fatalf("unexpected savepoint output: %s", outb)
+	}
+	jm.kill9()
+	tm.kill9()
+	// A new cluster id: no checkpoint pointer, so --from-savepoint applies.
+	c.env = append(c.env, "EBBFLOW_CLUSTER_ID=e2e-restored")
+	c.taskmanager("tm-2", 2)
+	c.jobArgs = append([]string{"--from-savepoint", m[2]}, args...)
+	jm2 := c.jobmanager("jm-2")
+	if code := jm2.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("restored jobmanager exit %d:\n%s", code, jm2.stderr())
+	}
+	if !strings.Contains(jm2.stderr(), "resuming from checkpoint") {
+		t.Fatalf("restored run did not resume from the savepoint:\n%s", jm2.stderr())
+	}
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
