@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -287,8 +288,25 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	return s, nil
 }
 
+// checkBucket checks that the bucket exists, creating it if allowed. The
+// first request to a bucket of unknown region is a GetBucketLocation that
+// minio-go sends without retries, so transient failures (a server still
+// starting, a refused connection) are retried here for a few seconds.
 func (s *S3) checkBucket(ctx context.Context, cfg S3Config) error {
-	ok, err := s.client.BucketExists(ctx, s.bucket)
+	var ok bool
+	var err error
+	delay := 100 * time.Millisecond
+	for deadline := time.Now().Add(openRetryFor); ; {
+		ok, err = s.client.BucketExists(ctx, s.bucket)
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 	if err != nil {
 		return s.wrap(ctx, "open", s.URL(), err)
 	}
@@ -309,6 +327,25 @@ func (s *S3) checkBucket(ctx context.Context, cfg S3Config) error {
 		return s.wrap(ctx, fmt.Sprintf("create bucket %q for", s.bucket), s.URL(), err)
 	}
 	return nil
+}
+
+// openRetryFor bounds NewS3's retries of transient failures.
+const openRetryFor = 5 * time.Second
+
+// transient reports whether an error may go away by itself: no answer from
+// the server, or a 5xx / "not ready yet" answer.
+func transient(err error) bool {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && resp.Code != "" {
+		return resp.StatusCode >= 500 || resp.Code == "XMinioServerNotInitialized" || resp.Code == "SlowDown" || resp.Code == "RequestTimeout"
+	}
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &cve) || errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
 }
 
 // Close releases the idle connections of the storage's HTTP transport.
@@ -364,7 +401,7 @@ func (s *S3) wrap(ctx context.Context, op, what string, err error) error {
 		if !errors.Is(err, ctxErr) {
 			err = fmt.Errorf("%w (%v)", ctxErr, err)
 		}
-		return fmt.Errorf("checkpoint: %s %s: %w", op, what, err)
+		return fmt.Errorf("checkpoint: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
 	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) && resp.Code != "" {
@@ -378,11 +415,21 @@ func (s *S3) wrap(ctx context.Context, op, what string, err error) error {
 		case "NoSuchBucket":
 			return fmt.Errorf("checkpoint: %s %s: bucket %q does not exist at %s: %w", op, what, s.bucket, s.endpoint, err)
 		}
-		return fmt.Errorf("checkpoint: %s %s: %s: %w", op, what, resp.Code, err)
+		if resp.StatusCode == http.StatusBadRequest && strings.Contains(resp.Message, "HTTPS server") {
+			return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s wants https; set s3.tls to true: %w", op, what, s.endpoint, err)
+		}
+		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s answered %s: %w", op, what, s.endpoint, resp.Code, err)
+	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return fmt.Errorf("checkpoint: %s %s: the TLS certificate of S3 endpoint %s is not trusted (s3.ca-file names a CA bundle to trust): %w", op, what, s.endpoint, err)
+	}
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s does not speak TLS; set s3.tls to false: %w", op, what, s.endpoint, err)
 	}
 	var netErr net.Error
-	var urlErr *url.Error
-	if errors.As(err, &netErr) || errors.As(err, &urlErr) {
+	if errors.As(err, &netErr) {
 		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s unreachable: %w", op, what, s.endpoint, err)
 	}
 	return fmt.Errorf("checkpoint: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)

@@ -218,7 +218,9 @@ func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 			switch {
 			case err == nil:
 				st := jm.Status()
-				fmt.Fprintf(stdout, "%s finished: %d source records, %d sink records, parallelism %d\n", name, st.SourceRecords, st.SinkRecords, st.Parallelism)
+				ran := st.FinishedAt.Sub(st.RunningSince).Seconds()
+				fmt.Fprintf(stdout, "%s finished (running %.2fs): %d source records (%.0f/s), %d sink records (%.0f/s), parallelism %d, %d restarts\n",
+					name, ran, st.SourceRecords, float64(st.SourceRecords)/ran, st.SinkRecords, float64(st.SinkRecords)/ran, st.Parallelism, st.Restarts)
 				return nil
 			case errors.Is(err, jobcluster.ErrAlreadyFinished):
 				fmt.Fprintf(stdout, "%s already finished in cluster %q\n", name, s.str("cluster.id"))

@@ -74,7 +74,7 @@ type result struct {
 	sourceRate, rate      float64 // rate = sink records/s over the running time
 	parallelism           int
 	checkpoints, restarts int
-	load                  string // 1-minute load average just before the run
+	cpu                   cpuShare
 }
 
 type outcome struct {
@@ -196,8 +196,8 @@ func main() {
 		for i, sc := range scenarios {
 			logf("[round %d/%d] %s", r+1, o.runs, sc.name)
 			res := runEbbflow(ctx, o, bin, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
-			logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (load %s)",
-				res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.load)
+			logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (CPU: ebbflow %.2f, others %.2f cores)",
+				res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.cpu.own, res.cpu.others)
 			outcomes[i].runs = append(outcomes[i].runs, res)
 		}
 	}
@@ -222,6 +222,7 @@ type refRuns struct {
 	words int64
 	rates []float64
 	secs  []float64
+	cpu   []cpuShare
 }
 
 func (r *refRuns) run(corpus string, tuned bool, i int) {
@@ -229,7 +230,9 @@ func (r *refRuns) run(corpus string, tuned bool, i int) {
 	if tuned {
 		name = "tuned reference loop"
 	}
+	busy0, self0 := machineBusy(), selfCPU()
 	words, d, err := runReference(corpus, tuned)
+	r.cpu = append(r.cpu, newCPUShare(selfCPU()-self0, machineBusy()-busy0, d))
 	if err != nil {
 		fatalf("%s: %v", name, err)
 	}
@@ -239,7 +242,7 @@ func (r *refRuns) run(corpus string, tuned bool, i int) {
 	r.words = words
 	r.secs = append(r.secs, d.Seconds())
 	r.rates = append(r.rates, float64(words)/d.Seconds())
-	logf("  %s, run %d: %d words in %.2fs = %s words/s", name, i+1, words, d.Seconds(), human(r.rates[i]))
+	logf("  %s, run %d: %d words in %.2fs = %s words/s (CPU: others %.2f cores)", name, i+1, words, d.Seconds(), human(r.rates[i]), r.cpu[i].others)
 }
 
 // ensureCorpus returns the cached corpus of o.lines lines, generating it with
@@ -422,8 +425,13 @@ func runEbbflow(ctx context.Context, o options, bin string, sc scenario, corpus,
 	cmd.WaitDelay = 15 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	load := loadAvg()
+	busy0, t0 := machineBusy(), time.Now()
 	err := cmd.Run()
+	var own time.Duration
+	if cmd.ProcessState != nil {
+		own = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	share := newCPUShare(own, machineBusy()-busy0, time.Since(t0))
 	cmdline := bin + " " + strings.Join(args, " ")
 	fail := func(format string, a ...any) {
 		fmt.Fprintf(os.Stderr, "bench: %s: %s\ncommand: %s\n--- stdout ---\n%s--- stderr ---\n%s", sc.name, fmt.Sprintf(format, a...), cmdline, stdout.String(), stderr.String())
@@ -447,7 +455,7 @@ func runEbbflow(ctx context.Context, o options, bin string, sc scenario, corpus,
 	res := result{
 		wall: atof(m[2]), running: atof(m[3]), source: atoi(m[4]), sourceRate: atof(m[5]),
 		sink: atoi(m[6]), rate: atof(m[7]), parallelism: int(atoi(m[8])),
-		checkpoints: int(atoi(m[9])), restarts: int(atoi(m[10])), load: load,
+		checkpoints: int(atoi(m[9])), restarts: int(atoi(m[10])), cpu: share,
 	}
 	if sc.expect > 0 && res.sink != sc.expect {
 		fail("%d sink records, want %d (the reference loop's word count or --count)", res.sink, sc.expect)
@@ -573,17 +581,20 @@ func renderReport(o options, in reportInput) string {
 	}
 
 	p("\n## Runs\n\n")
-	p("| Scenario | run | running s | sink records | records/s | checkpoints | restarts | load before |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("CPU columns: cores' worth of CPU time the measured process used over the run's whole duration ")
+	p("(for ebbflow including start-up and shutdown), and what all other processes on the machine used meanwhile ")
+	p("(from /proc/stat) — a run that competed with other work shows it there.\n\n")
+	p("| Scenario | run | running s | sink records | records/s | checkpoints | restarts | CPU, own | CPU, others |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i := range in.ref.rates {
-		p("| reference loop | %d | %.2f | %d | %s | — | — | — |\n", i+1, in.ref.secs[i], in.ref.words, thousands(in.ref.rates[i]))
+		p("| reference loop | %d | %.2f | %d | %s | — | — | %.2f | %.2f |\n", i+1, in.ref.secs[i], in.ref.words, thousands(in.ref.rates[i]), in.ref.cpu[i].own, in.ref.cpu[i].others)
 	}
 	for i := range in.tuned.rates {
-		p("| tuned reference loop | %d | %.2f | %d | %s | — | — | — |\n", i+1, in.tuned.secs[i], in.tuned.words, thousands(in.tuned.rates[i]))
+		p("| tuned reference loop | %d | %.2f | %d | %s | — | — | %.2f | %.2f |\n", i+1, in.tuned.secs[i], in.tuned.words, thousands(in.tuned.rates[i]), in.tuned.cpu[i].own, in.tuned.cpu[i].others)
 	}
 	for _, oc := range in.outcomes {
 		for i, r := range oc.runs {
-			p("| %s | %d | %.2f | %d | %s | %d | %d | %s |\n", oc.sc.name, i+1, r.running, r.sink, thousands(r.rate), r.checkpoints, r.restarts, r.load)
+			p("| %s | %d | %.2f | %d | %s | %d | %d | %.2f | %.2f |\n", oc.sc.name, i+1, r.running, r.sink, thousands(r.rate), r.checkpoints, r.restarts, r.cpu.own, r.cpu.others)
 		}
 	}
 	return b.String()
@@ -739,6 +750,62 @@ func memTotal() string {
 		}
 	}
 	return ""
+}
+
+// cpuShare is CPU use during one run, in cores (CPU seconds per second).
+type cpuShare struct {
+	own    float64 // the measured process
+	others float64 // everything else on the machine
+}
+
+func newCPUShare(own, machine, wall time.Duration) cpuShare {
+	if wall <= 0 {
+		return cpuShare{}
+	}
+	others := machine - own
+	if others < 0 {
+		others = 0 // the two clocks tick differently; clamp the rounding
+	}
+	return cpuShare{own: own.Seconds() / wall.Seconds(), others: others.Seconds() / wall.Seconds()}
+}
+
+// machineBusy is the CPU time the whole machine has spent not idle, from
+// the first line of /proc/stat (0 where it cannot be read).
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	// user nice system idle iowait irq softirq [steal ...]: count all but
+	// idle and iowait (steal counts: the hypervisor gave the time to
+	// someone else); guest time is already part of user.
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += n
+	}
+	const userHZ = 100 // USER_HZ, 100 on every Linux architecture Go supports
+	return time.Duration(ticks) * (time.Second / userHZ)
+}
+
+// selfCPU is the user and system CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func loadAvg() string {

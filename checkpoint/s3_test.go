@@ -1,0 +1,1201 @@
+package checkpoint
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/ebbflow/ebbflow/internal/testenv"
+)
+
+// s3Config is a configuration for bucket/prefix on a test MinIO.
+func s3Config(m *testenv.MinIO, bucket, prefix string) S3Config {
+	u := "s3://" + bucket
+	if prefix != "" {
+		u += "/" + prefix
+	}
+	return S3Config{URL: u, Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, CreateBucket: true}
+}
+
+// openS3 opens an S3 storage that is closed when the test ends.
+func openS3(t testing.TB, cfg S3Config) *S3 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := NewS3(ctx, cfg)
+	if err != nil {
+		t.Fatalf("NewS3(%v): %v", cfg, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newS3 starts a MinIO and opens s3://ebbflow-test/ckpts on it.
+func newS3(t *testing.T) (*S3, *testenv.MinIO) {
+	t.Helper()
+	m := testenv.StartMinIO(t)
+	return openS3(t, s3Config(m, "ebbflow-test", "ckpts")), m
+}
+
+// rawS3 is a plain minio-go client on the test server, to look behind the
+// storage's back.
+func rawS3(t testing.TB, m *testenv.MinIO) *minio.Client {
+	t.Helper()
+	tr, err := minio.DefaultTransport(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+// noSecret fails the test if an error (or any string) shows the secret.
+func noSecret(t *testing.T, secret string, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Fatalf("error shows the secret key: %q", err)
+		}
+	}
+}
+
+func TestS3PutGet(t *testing.T) {
+	ctx := context.Background()
+	s, m := newS3(t)
+	if got, want := s.URL(), "s3://ebbflow-test/ckpts"; got != want {
+		t.Fatalf("URL = %q, want %q", got, want)
+	}
+	objs := map[string][]byte{
+		"wc/chk-1/a1-c0-s0.state": []byte("state bytes"),
+		"wc/chk-1/_metadata":      []byte(`{"version":1}`),
+		"top":                     {},                                   // empty object
+		"deep/a/b/c/d":            bytes.Repeat([]byte{0, 0xff}, 1<<16), // binary, 128 KiB
+		"/leading-slash":          []byte("x"),
+	}
+	for name, data := range objs {
+		if err := s.Put(ctx, name, data); err != nil {
+			t.Fatalf("Put(%q): %v", name, err)
+		}
+	}
+	for name, data := range objs {
+		got, err := s.Get(ctx, name)
+		if err != nil {
+			t.Fatalf("Get(%q): %v", name, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("Get(%q) = %d bytes, want %d", name, len(got), len(data))
+		}
+	}
+	// The object is a plain S3 object at prefix/name.
+	raw := rawS3(t, m)
+	obj, err := raw.GetObject(ctx, "ebbflow-test", "ckpts/wc/chk-1/a1-c0-s0.state", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(obj); err != nil || buf.String() != "state bytes" {
+		t.Fatalf("raw object: %q, %v", buf.String(), err)
+	}
+	obj.Close()
+	// A leading slash names the same object.
+	if got, err := s.Get(ctx, "leading-slash"); err != nil || string(got) != "x" {
+		t.Fatalf("Get(leading-slash) = %q, %v", got, err)
+	}
+	if _, err := raw.StatObject(ctx, "ebbflow-test", "ckpts/leading-slash", minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("leading slash not dropped from the key: %v", err)
+	}
+	// Put replaces.
+	if err := s.Put(ctx, "top", []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "top"); string(got) != "v2" {
+		t.Fatalf("after overwrite Get = %q", got)
+	}
+}
+
+func TestS3PutIfAbsent(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	name := "wc/chk-3/_metadata"
+	if err := s.PutIfAbsent(ctx, name, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range [][]byte{[]byte("second"), []byte("first"), nil} {
+		err := s.PutIfAbsent(ctx, name, data)
+		if !errors.Is(err, ErrExists) {
+			t.Fatalf("PutIfAbsent over an existing object: err = %v, want ErrExists", err)
+		}
+		if want := "s3://ebbflow-test/ckpts/" + name; !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not name %s", err, want)
+		}
+	}
+	if got, _ := s.Get(ctx, name); string(got) != "first" {
+		t.Fatalf("refused PutIfAbsent changed the object to %q", got)
+	}
+	// An object written by Put is also protected.
+	if err := s.Put(ctx, "p", []byte("put")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIfAbsent(ctx, "p", []byte("x")); !errors.Is(err, ErrExists) {
+		t.Fatalf("PutIfAbsent over a Put object: %v", err)
+	}
+	// After Delete it can be created again.
+	if err := s.Delete(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIfAbsent(ctx, name, []byte("again")); err != nil {
+		t.Fatalf("PutIfAbsent after Delete: %v", err)
+	}
+	if got, _ := s.Get(ctx, name); string(got) != "again" {
+		t.Fatalf("after re-create Get = %q", got)
+	}
+}
+
+// A create-only write larger than the part size goes up as a multipart
+// upload; the condition must hold for it too.
+func TestS3PutIfAbsentMultipart(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	cfg := s3Config(m, "ebbflow-test", "")
+	cfg.PartSize = 5 << 20
+	s := openS3(t, cfg)
+	big1 := bytes.Repeat([]byte("1"), 12<<20)
+	big2 := bytes.Repeat([]byte("2"), 12<<20)
+	if err := s.PutIfAbsent(ctx, "big", big1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIfAbsent(ctx, "big", big2); !errors.Is(err, ErrExists) {
+		t.Fatalf("multipart PutIfAbsent over an existing object: %v, want ErrExists", err)
+	}
+	if err := s.PutIfAbsent(ctx, "small-first", []byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIfAbsent(ctx, "small-first", big2); !errors.Is(err, ErrExists) {
+		t.Fatalf("multipart PutIfAbsent over a small object: %v, want ErrExists", err)
+	}
+	if got, err := s.Get(ctx, "big"); err != nil || !bytes.Equal(got, big1) {
+		t.Fatalf("refused multipart write changed the object: %v", err)
+	}
+	if got, err := s.Get(ctx, "small-first"); err != nil || string(got) != "s" {
+		t.Fatalf("refused multipart write changed the object: %v", err)
+	}
+	// Refused multipart uploads leave no incomplete upload behind.
+	for up := range rawS3(t, m).ListIncompleteUploads(ctx, "ebbflow-test", "", true) {
+		if up.Err != nil {
+			t.Fatal(up.Err)
+		}
+		t.Errorf("incomplete upload left behind: %s %s", up.Key, up.UploadID)
+	}
+}
+
+// Racing create-only writers: exactly one wins and its bytes are stored
+// whole.
+func TestS3PutIfAbsentRace(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	const n = 16
+	for round := 0; round < 5; round++ {
+		name := fmt.Sprintf("job/chk-%d/_metadata", round)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = s.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, 4096))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if winner != -1 {
+					t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
+				}
+				winner = i
+			case !errors.Is(err, ErrExists):
+				t.Fatalf("round %d writer %d: %v", round, i, err)
+			}
+		}
+		if winner == -1 {
+			t.Fatalf("round %d: no writer won", round)
+		}
+		got, err := s.Get(ctx, name)
+		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 4096)) {
+			t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
+		}
+	}
+}
+
+func TestS3GetMissing(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	for _, name := range []string{"nope", "wc/chk-9/_metadata", "wc/chk-9/a1-c0-s0.state"} {
+		_, err := s.Get(ctx, name)
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(%q): err = %v, want ErrNotFound", name, err)
+		}
+		if want := "s3://ebbflow-test/ckpts/" + name; !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not name %s", err, want)
+		}
+	}
+	// A "folder" is not an object.
+	if err := s.Put(ctx, "d/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "d"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a folder: %v, want ErrNotFound", err)
+	}
+}
+
+func TestS3BadNames(t *testing.T) {
+	ctx := context.Background()
+	s, m := newS3(t)
+	bad := []string{"", "/", ".", "..", "../x", "a/../../x", "a/..", "x/../y", `..\x`}
+	for _, name := range bad {
+		for op, f := range map[string]func() error{
+			"Put":         func() error { return s.Put(ctx, name, []byte("x")) },
+			"PutIfAbsent": func() error { return s.PutIfAbsent(ctx, name, []byte("x")) },
+			"Get":         func() error { _, err := s.Get(ctx, name); return err },
+			"Delete":      func() error { return s.Delete(ctx, name) },
+		} {
+			err := f()
+			if err == nil {
+				t.Fatalf("%s(%q) accepted a bad name", op, name)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
+				t.Errorf("%s(%q): error %q does not quote the name", op, name, err)
+			}
+		}
+	}
+	if err := s.DeletePrefix(ctx, "../"); err == nil {
+		t.Fatal(`DeletePrefix("../") accepted`)
+	}
+	if _, err := s.List(ctx, "../"); err == nil {
+		t.Fatal(`List("../") accepted`)
+	}
+	// Nothing was written anywhere in the bucket.
+	for obj := range rawS3(t, m).ListObjectsIter(ctx, "ebbflow-test", minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		t.Errorf("bad names created object %q", obj.Key)
+	}
+}
+
+func TestS3List(t *testing.T) {
+	ctx := context.Background()
+	s, m := newS3(t)
+	names := []string{"wc/chk-10/_metadata", "wc/chk-2/a1-c0-s0.state", "wc/chk-2/_metadata", "wc/chk-1/a1-c1-s0.state", "wc/savepoint-4/_metadata", "other/chk-1/_metadata"}
+	for _, n := range names {
+		if err := s.Put(ctx, n, []byte(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Objects beside the storage's prefix are not its objects, and a folder
+	// marker made by another tool is not an object.
+	raw := rawS3(t, m)
+	for _, key := range []string{"ckpts2/wc/chk-1/_metadata", "ckpt", "outside", "ckpts/wc/chk-2/"} {
+		if _, err := raw.PutObject(ctx, "ebbflow-test", key, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"", []string{"other/chk-1/_metadata", "wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata", "wc/chk-2/_metadata", "wc/chk-2/a1-c0-s0.state", "wc/savepoint-4/_metadata"}},
+		{"wc/chk-", []string{"wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata", "wc/chk-2/_metadata", "wc/chk-2/a1-c0-s0.state"}},
+		{"wc/chk-1", []string{"wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata"}}, // a prefix, not a folder
+		{"wc/chk-1/", []string{"wc/chk-1/a1-c1-s0.state"}},
+		{"wc/savepoint-", []string{"wc/savepoint-4/_metadata"}},
+		{"nothing/", nil},
+	} {
+		got, err := s.List(ctx, tc.prefix)
+		if err != nil {
+			t.Fatalf("List(%q): %v", tc.prefix, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("List(%q) = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+	// A storage at the bucket root sees every key.
+	root := openS3(t, s3Config(m, "ebbflow-test", ""))
+	got, err := root.List(ctx, "ckpt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 8 || got[0] != "ckpt" || got[1] != "ckpts/other/chk-1/_metadata" || got[7] != "ckpts2/wc/chk-1/_metadata" {
+		t.Fatalf("root List(ckpt) = %q", got)
+	}
+}
+
+// More objects than fit one ListObjects page (1000) or one multi-delete.
+func TestS3ListAndDeleteManyObjects(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	const n = 1234
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	want := make([]string, n)
+	for i := 0; i < n; i++ {
+		want[i] = fmt.Sprintf("wc/chk-1/a1-c0-s%04d.state", i)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = s.Put(ctx, want[i], []byte{byte(i)})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "wc/chk-2/_metadata", []byte("keep")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.List(ctx, "wc/chk-1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("List returned %d names, want %d", len(got), len(want))
+	}
+	if err := s.DeletePrefix(ctx, "wc/chk-1/"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.List(ctx, ""); err != nil || !reflect.DeepEqual(got, []string{"wc/chk-2/_metadata"}) {
+		t.Fatalf("after DeletePrefix: %q, %v", got, err)
+	}
+}
+
+func TestS3Delete(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	if err := s.Put(ctx, "a/b", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a/b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	if err := s.Delete(ctx, "a/b"); err != nil {
+		t.Fatalf("Delete of a missing object: %v", err)
+	}
+	if err := s.Delete(ctx, "never/was"); err != nil {
+		t.Fatalf("Delete of a missing object in a missing folder: %v", err)
+	}
+}
+
+func TestS3DeletePrefix(t *testing.T) {
+	ctx := context.Background()
+	s, m := newS3(t)
+	put := func(names ...string) {
+		for _, n := range names {
+			if err := s.Put(ctx, n, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	list := func(prefix string) []string {
+		got, err := s.List(ctx, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	put("wc/chk-1/a", "wc/chk-1/_metadata", "wc/chk-1/sub/deep", "wc/chk-10/_metadata", "wc/chk-2/_metadata")
+
+	// A folder prefix removes exactly that folder, also its subfolders.
+	if err := s.DeletePrefix(ctx, "wc/chk-1/"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list("wc/"), []string{"wc/chk-10/_metadata", "wc/chk-2/_metadata"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after DeletePrefix(wc/chk-1/): %q, want %q", got, want)
+	}
+	// A missing folder is fine.
+	if err := s.DeletePrefix(ctx, "wc/chk-77/"); err != nil {
+		t.Fatalf("DeletePrefix of a missing folder: %v", err)
+	}
+	// A name prefix removes every object whose name starts with it: chk-1
+	// also matches chk-10.
+	put("wc/chk-1/a")
+	if err := s.DeletePrefix(ctx, "wc/chk-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list("wc/"), []string{"wc/chk-2/_metadata"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after DeletePrefix(wc/chk-1): %q, want %q", got, want)
+	}
+	if err := s.DeletePrefix(ctx, "wc/nothing"); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(""); len(got) != 1 {
+		t.Fatalf("unrelated objects deleted: %q", got)
+	}
+	// DeletePrefix("") empties the storage's prefix, and only that.
+	raw := rawS3(t, m)
+	if _, err := raw.PutObject(ctx, "ebbflow-test", "ckpts2/x", bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeletePrefix(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(""); len(got) != 0 {
+		t.Fatalf("after DeletePrefix(\"\"): %q", got)
+	}
+	if _, err := raw.StatObject(ctx, "ebbflow-test", "ckpts2/x", minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("DeletePrefix(\"\") removed an object beside the prefix: %v", err)
+	}
+}
+
+// A 40 MB object goes up in 5 MiB parts and comes back whole.
+func TestS3LargeObjectMultipart(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	cfg := s3Config(m, "ebbflow-test", "ckpts")
+	cfg.PartSize = 5 << 20
+	s := openS3(t, cfg)
+	data := make([]byte, 40_000_000)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "wc/chk-1/a1-c0-s0.state", data); err != nil {
+		t.Fatal(err)
+	}
+	info, err := rawS3(t, m).StatObject(ctx, "ebbflow-test", "ckpts/wc/chk-1/a1-c0-s0.state", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A multipart ETag is "<md5 of part md5s>-<parts>": 40 MB / 5 MiB = 8.
+	if !strings.HasSuffix(info.ETag, "-8") || info.Size != int64(len(data)) {
+		t.Fatalf("object ETag %q size %d: not an 8-part multipart upload of %d bytes", info.ETag, info.Size, len(data))
+	}
+	got, err := s.Get(ctx, "wc/chk-1/a1-c0-s0.state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("40 MB round trip: got %d bytes, not equal", len(got))
+	}
+	// With the default part size it is one PUT.
+	s16 := openS3(t, s3Config(m, "ebbflow-test", "ckpts"))
+	if err := s16.Put(ctx, "small", data[:16<<20]); err != nil {
+		t.Fatal(err)
+	}
+	info, err = rawS3(t, m).StatObject(ctx, "ebbflow-test", "ckpts/small", minio.StatObjectOptions{})
+	if err != nil || strings.Contains(info.ETag, "-") {
+		t.Fatalf("16 MiB with the default part size: ETag %q, %v; want a single PUT", info.ETag, err)
+	}
+}
+
+func TestS3MissingBucket(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	cfg := s3Config(m, "not-there", "ckpts")
+	cfg.CreateBucket = false
+	s, err := NewS3(ctx, cfg)
+	if err == nil {
+		s.Close()
+		t.Fatal("NewS3 of a missing bucket succeeded")
+	}
+	for _, want := range []string{`"not-there"`, "does not exist", "s3.create-bucket", m.Endpoint} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	noSecret(t, m.SecretKey, err)
+	// With s3.create-bucket it is created.
+	cfg.CreateBucket = true
+	s = openS3(t, cfg)
+	if ok, err := rawS3(t, m).BucketExists(ctx, "not-there"); err != nil || !ok {
+		t.Fatalf("bucket not created: %v, %v", ok, err)
+	}
+	if err := s.Put(ctx, "x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	// Opening again (the bucket now exists) is fine, with or without it.
+	openS3(t, cfg)
+	cfg.CreateBucket = false
+	openS3(t, cfg)
+	// OpenS3 is the same as a Storage.
+	st, err := OpenS3(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.(*S3).Close()
+	if b, err := st.Get(ctx, "x"); err != nil || string(b) != "1" {
+		t.Fatalf("OpenS3 storage Get = %q, %v", b, err)
+	}
+	cfg.URL = "s3://still-not-there"
+	if st, err := OpenS3(ctx, cfg); err == nil || st != nil {
+		t.Fatalf("OpenS3 of a missing bucket = %v, %v; want a nil Storage and an error", st, err)
+	}
+}
+
+func TestS3WrongCredentials(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	const badSecret = "wrong-secret-0123456789"
+	for _, tc := range []struct {
+		name string
+		edit func(*S3Config)
+	}{
+		{"secret key", func(c *S3Config) { c.SecretKey = badSecret }},
+		{"access key", func(c *S3Config) { c.AccessKey = "nobody"; c.SecretKey = badSecret }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, create := range []bool{false, true} {
+				cfg := s3Config(m, "ebbflow-test", "ckpts")
+				cfg.CreateBucket = create
+				tc.edit(&cfg)
+				start := time.Now()
+				s, err := NewS3(ctx, cfg)
+				if err == nil {
+					s.Close()
+					t.Fatal("NewS3 with wrong credentials succeeded")
+				}
+				if d := time.Since(start); d > 10*time.Second {
+					t.Errorf("refused credentials took %v to report", d)
+				}
+				if want := "credentials refused by " + m.Endpoint; !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q lacks %q", err, want)
+				}
+				noSecret(t, badSecret, err)
+				noSecret(t, m.SecretKey, err)
+				if strings.Contains(fmt.Sprint(cfg), badSecret) || strings.Contains(fmt.Sprintf("%+v %#v", cfg, cfg), badSecret) {
+					t.Fatal("the config prints the secret")
+				}
+			}
+		})
+	}
+	// Credentials that are refused after opening (rotated): every operation
+	// says so, without the secret.
+	s := openS3(t, s3Config(m, "ebbflow-test", "ckpts"))
+	s.client, _ = minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, badSecret, ""), Transport: s.tr})
+	errs := s3OpErrors(ctx, s)
+	for op, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "credentials refused by "+m.Endpoint) {
+			t.Errorf("%s with a refused secret: %v", op, err)
+		}
+		noSecret(t, badSecret, err)
+	}
+}
+
+// s3OpErrors runs every Storage operation and returns their errors.
+func s3OpErrors(ctx context.Context, s Storage) map[string]error {
+	_, getErr := s.Get(ctx, "wc/chk-1/_metadata")
+	_, listErr := s.List(ctx, "wc/")
+	return map[string]error{
+		"Put":          s.Put(ctx, "wc/chk-1/a", []byte("x")),
+		"PutIfAbsent":  s.PutIfAbsent(ctx, "wc/chk-1/_metadata", []byte("x")),
+		"Get":          getErr,
+		"List":         listErr,
+		"Delete":       s.Delete(ctx, "wc/chk-1/a"),
+		"DeletePrefix": s.DeletePrefix(ctx, "wc/"),
+	}
+}
+
+func TestS3UnreachableEndpoint(t *testing.T) {
+	ctx := context.Background()
+	endpoint := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) // nobody listens there
+	cfg := S3Config{URL: "s3://ebbflow-test/ckpts", Endpoint: endpoint, AccessKey: "ebbflow-test", SecretKey: "ebbflow-unreachable-secret", CreateBucket: true}
+	start := time.Now()
+	s, err := NewS3(ctx, cfg)
+	if err == nil {
+		s.Close()
+		t.Fatal("NewS3 of an unreachable endpoint succeeded")
+	}
+	t.Logf("unreachable endpoint reported after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	for _, want := range []string{endpoint, "unreachable"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	noSecret(t, cfg.SecretKey, err)
+
+	// An endpoint that accepts connections but never answers: the
+	// context's deadline ends the wait, and stays visible.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-accepted
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	cfg.Endpoint = ln.Addr().String()
+	ctx2, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = NewS3(ctx2, cfg)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "s3://ebbflow-test/ckpts") || !strings.Contains(err.Error(), cfg.Endpoint) {
+		t.Fatalf("NewS3 of a silent endpoint with a deadline: %v, want DeadlineExceeded naming the storage and endpoint", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the deadline was not respected: %v", d)
+	}
+}
+
+// MinIO goes away mid-way: operations fail with errors that say where;
+// once it is back, the same storage works again.
+func TestS3Outage(t *testing.T) {
+	ctx := context.Background()
+	s, m := newS3(t)
+	if err := s.Put(ctx, "wc/chk-1/a", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	opCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := s.Put(opCtx, "wc/chk-2/a", []byte("during"))
+	t.Logf("Put during the outage failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if err == nil {
+		t.Fatal("Put succeeded while MinIO was stopped")
+	}
+	for _, want := range []string{"s3://ebbflow-test/ckpts/wc/chk-2/a", m.Endpoint} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	for op, err := range s3OpErrors(opCtx, s) {
+		if err == nil {
+			t.Errorf("%s succeeded while MinIO was stopped", op)
+		} else if !strings.Contains(err.Error(), m.Endpoint) {
+			t.Errorf("%s: error %q does not name the endpoint", op, err)
+		}
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) {
+			t.Errorf("%s: an outage reported as %v", op, err)
+		}
+		noSecret(t, m.SecretKey, err)
+	}
+	m.Start(t)
+	if err := s.Put(ctx, "wc/chk-2/a", []byte("after")); err != nil {
+		t.Fatalf("Put after MinIO came back: %v", err)
+	}
+	for name, want := range map[string]string{"wc/chk-1/a": "before", "wc/chk-2/a": "after"} {
+		if got, err := s.Get(ctx, name); err != nil || string(got) != want {
+			t.Fatalf("Get(%s) after the outage = %q, %v", name, got, err)
+		}
+	}
+}
+
+func TestS3ContextCancelled(t *testing.T) {
+	s, _ := newS3(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for op, err := range s3OpErrors(ctx, s) {
+		if op == "Delete" && err == nil {
+			continue // may be decided before any request
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v, want context.Canceled", op, err)
+		}
+	}
+	// A large upload stops when its context is cancelled.
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	err := s.Put(ctx, "big", make([]byte, 64<<20))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Put cancelled mid-way: %v, want context.Canceled", err)
+	}
+	if _, err := s.Get(context.Background(), "big"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a cancelled Put left an object (or Get failed): %v", err)
+	}
+}
+
+// The checkpoint write and restore path of the runtime on S3: task data
+// objects, _metadata create-only, then Assign/Load onto other parallelisms.
+func TestS3CheckpointRestore(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newS3(t)
+	const maxP = 16
+	for p := 1; p <= 3; p++ {
+		w := writeCheckpoint(t, s, "wc", int64(p), p == 2, p, maxP)
+		names, err := s.List(ctx, w.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) != p+1 || names[0] != w.dir+MetadataName {
+			t.Fatalf("checkpoint %d objects: %q", p, names)
+		}
+		// _metadata is create-only: a second completion of the same id fails.
+		if err := s.PutIfAbsent(ctx, w.dir+MetadataName, []byte("{}")); !errors.Is(err, ErrExists) {
+			t.Fatalf("second _metadata of checkpoint %d: %v", p, err)
+		}
+		for q := 1; q <= 4; q++ {
+			keyed := map[int][]byte{}
+			var list, union []string
+			for j := 0; j < q; j++ {
+				objects := map[string][]byte{}
+				for _, op := range []string{opKeyed, opList, opUnion} {
+					rs, err := LoadCached(ctx, s, w.dir, w.md.ID, Assign(w.md, op, j, q), objects)
+					if err != nil {
+						t.Fatalf("%d->%d subtask %d %s: %v", p, q, j, op, err)
+					}
+					for kg, b := range rs.KeyGroups {
+						keyed[kg] = b
+					}
+					for _, b := range rs.List {
+						switch op {
+						case opList:
+							list = append(list, string(b))
+						case opUnion:
+							union = append(union, string(b))
+						}
+					}
+				}
+			}
+			if !reflect.DeepEqual(keyed, w.keyed) {
+				t.Fatalf("%d->%d: restored %d key groups, want %d", p, q, len(keyed), len(w.keyed))
+			}
+			if len(list) != len(w.list) {
+				t.Fatalf("%d->%d: restored %d list entries, want %d", p, q, len(list), len(w.list))
+			}
+			if len(union) != q*len(w.union) {
+				t.Fatalf("%d->%d: restored %d union entries, want %d", p, q, len(union), q*len(w.union))
+			}
+		}
+	}
+	// A corrupt object is ErrCorrupt naming it by its S3 URL.
+	w := writeCheckpoint(t, s, "wc", 10, false, 2, maxP)
+	name := w.dir + w.objects[0]
+	orig, err := s.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), orig...)
+	bad[0] ^= 0x20
+	if err := s.Put(ctx, name, bad); err != nil {
+		t.Fatal(err)
+	}
+	var corrupt error
+	for _, op := range []string{opKeyed, opList, opUnion} {
+		if _, err := Load(ctx, s, w.dir, w.md.ID, Assign(w.md, op, 0, 1)); err != nil {
+			corrupt = err
+		}
+	}
+	if !errors.Is(corrupt, ErrCorrupt) || !strings.Contains(corrupt.Error(), "s3://ebbflow-test/ckpts/"+name) {
+		t.Fatalf("flipped byte: %v, want ErrCorrupt naming s3://ebbflow-test/ckpts/%s", corrupt, name)
+	}
+	// A missing object is ErrNotFound naming it.
+	if err := s.Delete(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(ctx, s, w.dir, w.md.ID, Assign(w.md, opUnion, 0, 1))
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "s3://ebbflow-test/ckpts/"+name) {
+		t.Fatalf("missing object: %v", err)
+	}
+	// Cleaning up a checkpoint folder.
+	if err := s.DeletePrefix(ctx, w.dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadMetadata(ctx, s, w.dir); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadMetadata after DeletePrefix: %v", err)
+	}
+}
+
+func TestS3URLHasNoSecrets(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	for _, tc := range []struct{ url, want string }{
+		{"s3://ckpt-bucket/ckpts", "s3://ckpt-bucket/ckpts"},
+		{"s3://ckpt-bucket/ckpts/", "s3://ckpt-bucket/ckpts"},
+		{"s3://ckpt-bucket/a/b/c", "s3://ckpt-bucket/a/b/c"},
+		{"s3://ckpt-bucket", "s3://ckpt-bucket"},
+		{"s3://ckpt-bucket/", "s3://ckpt-bucket"},
+	} {
+		cfg := s3Config(m, "", "")
+		cfg.URL = tc.url
+		s := openS3(t, cfg)
+		if s.URL() != tc.want {
+			t.Errorf("URL() of %s = %q, want %q", tc.url, s.URL(), tc.want)
+		}
+		for _, shown := range []string{s.URL(), fmt.Sprint(s), fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg), cfg.String()} {
+			if strings.Contains(shown, m.SecretKey) {
+				t.Fatalf("%q shows the secret key", shown)
+			}
+		}
+		if s.URL() != fmt.Sprint(s) || strings.Contains(s.URL(), m.AccessKey) {
+			t.Errorf("URL %q / String %q", s.URL(), fmt.Sprint(s))
+		}
+	}
+	cfg := s3Config(m, "ebbflow-test", "")
+	if !strings.Contains(cfg.String(), "[redacted]") || !strings.Contains(cfg.String(), m.AccessKey) {
+		t.Errorf("String() = %s, want the access key and a redacted secret", cfg)
+	}
+	if strings.Contains(S3Config{}.String(), "[redacted]") {
+		t.Errorf("String() of an empty config claims a secret: %s", S3Config{})
+	}
+	_ = ctx
+}
+
+func TestS3ConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	const secret = "validate-secret-0123456789"
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyFile := filepath.Join(dir, "empty")
+	if err := os.WriteFile(emptyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := S3Config{URL: "s3://bucket/prefix", Endpoint: "127.0.0.1:9000", AccessKey: "ak", SecretKey: secret}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	for _, edit := range []func(*S3Config){
+		func(c *S3Config) { c.Endpoint = "s3.example.com" }, // default port
+		func(c *S3Config) { c.Endpoint = "[::1]:9000" },
+		func(c *S3Config) { c.Region = "eu-west-1" },
+		func(c *S3Config) { c.SecretKey, c.SecretKeyFile = "", secretFile },
+		func(c *S3Config) { c.PartSize = 5 << 20 },
+		func(c *S3Config) { c.URL = "s3://bucket" },
+		func(c *S3Config) { c.URL = "s3://my.bucket-1/a/b/" },
+	} {
+		c := good
+		edit(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%v): %v", c, err)
+		}
+	}
+	for _, tc := range []struct {
+		edit func(*S3Config)
+		want []string
+	}{
+		{func(c *S3Config) { c.URL = "" }, []string{"checkpoint.dir", "empty"}},
+		{func(c *S3Config) { c.URL = "file:///tmp/x" }, []string{"checkpoint.dir", "s3://"}},
+		{func(c *S3Config) { c.URL = "s3:///prefix" }, []string{"checkpoint.dir", "no bucket"}},
+		{func(c *S3Config) { c.URL = "s3://Bad_Bucket/x" }, []string{"checkpoint.dir", `"Bad_Bucket"`}},
+		{func(c *S3Config) { c.URL = "s3://bucket/x/../y" }, []string{"checkpoint.dir", "prefix"}},
+		{func(c *S3Config) { c.URL = "s3://bucket/a?versionId=1" }, []string{"checkpoint.dir", "query"}},
+		{func(c *S3Config) { c.URL = "s3://ak:" + secret + "@bucket/x" }, []string{"checkpoint.dir", "credentials", "s3.secret-key-file"}},
+		{func(c *S3Config) { c.Endpoint = "" }, []string{"s3.endpoint", "empty"}},
+		{func(c *S3Config) { c.Endpoint = "http://127.0.0.1:9000" }, []string{"s3.endpoint", "scheme", "s3.tls"}},
+		{func(c *S3Config) { c.Endpoint = "127.0.0.1:9000/path" }, []string{"s3.endpoint", "host:port"}},
+		{func(c *S3Config) { c.Endpoint = "127.0.0.1:port" }, []string{"s3.endpoint", "port"}},
+		{func(c *S3Config) { c.Endpoint = ":9000" }, []string{"s3.endpoint", "host"}},
+		{func(c *S3Config) { c.Region = "EU West" }, []string{"s3.region"}},
+		{func(c *S3Config) { c.AccessKey = "" }, []string{"s3.access-key", "empty"}},
+		{func(c *S3Config) { c.SecretKey = "" }, []string{"s3.secret-key", "s3.secret-key-file"}},
+		{func(c *S3Config) { c.SecretKeyFile = secretFile }, []string{"s3.secret-key", "s3.secret-key-file", "only one"}},
+		{func(c *S3Config) { c.SecretKey, c.SecretKeyFile = "", filepath.Join(dir, "missing") }, []string{"s3.secret-key-file", "missing", "no such file"}},
+		{func(c *S3Config) { c.SecretKey, c.SecretKeyFile = "", emptyFile }, []string{"s3.secret-key-file", "empty"}},
+		{func(c *S3Config) { c.SecretKey, c.SecretKeyFile = "", dir }, []string{"s3.secret-key-file", dir}},
+		{func(c *S3Config) { c.CAFile = notPEM }, []string{"s3.ca-file", "s3.tls"}},
+		{func(c *S3Config) { c.UseTLS, c.CAFile = true, notPEM }, []string{"s3.ca-file", "no PEM certificate"}},
+		{func(c *S3Config) { c.UseTLS, c.CAFile = true, filepath.Join(dir, "nope.pem") }, []string{"s3.ca-file", "nope.pem"}},
+		{func(c *S3Config) { c.PartSize = 1 << 20 }, []string{"s3.part-size"}},
+	} {
+		c := good
+		tc.edit(&c)
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("Validate(%v) accepted it", c)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%v): error %q lacks %q", c, err, w)
+			}
+		}
+		noSecret(t, secret, err)
+		// NewS3 refuses it the same way, before any network traffic.
+		if _, err2 := NewS3(context.Background(), c); err2 == nil || err2.Error() != err.Error() {
+			t.Errorf("NewS3(%v) = %v, want %v", c, err2, err)
+		}
+		if strings.Contains(c.String(), secret) {
+			t.Errorf("String() shows the secret: %s", c)
+		}
+	}
+}
+
+func TestS3SecretKeyFile(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte(m.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s3Config(m, "ebbflow-test", "ckpts")
+	cfg.SecretKey, cfg.SecretKeyFile = "", file
+	s := openS3(t, cfg)
+	if err := s.Put(ctx, "x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(cfg.String(), m.SecretKey) {
+		t.Fatal("String shows the secret")
+	}
+	// A wrong secret in the file: refused, and its content is not shown.
+	if err := os.WriteFile(file, []byte("file-secret-that-is-wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewS3(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "credentials refused by "+m.Endpoint) {
+		t.Fatalf("wrong secret in the file: %v", err)
+	}
+	noSecret(t, "file-secret-that-is-wrong", err)
+}
+
+// Every failure path's error, gathered in one place: none shows the
+// secret key.
+func TestS3ErrorsNeverShowTheSecret(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	secrets := []string{m.SecretKey, "a-wrong-secret-key-42"}
+	var errs []error
+	collect := func(err error) {
+		if err == nil {
+			t.Helper()
+			t.Fatal("expected an error")
+		}
+		errs = append(errs, err)
+	}
+	open := func(edit func(*S3Config)) {
+		cfg := s3Config(m, "ebbflow-test", "ckpts")
+		edit(&cfg)
+		s, err := NewS3(ctx, cfg)
+		if err == nil {
+			s.Close()
+		}
+		collect(err)
+	}
+	open(func(c *S3Config) { c.SecretKey = secrets[1] })
+	open(func(c *S3Config) { c.AccessKey = "nobody" })
+	open(func(c *S3Config) { c.URL, c.CreateBucket = "s3://missing", false })
+	open(func(c *S3Config) { c.URL = "s3://ak:" + m.SecretKey + "@bucket" })
+	open(func(c *S3Config) { c.URL = "s3://" + m.SecretKey + "@bucket" })
+	open(func(c *S3Config) { c.Endpoint = "http://ak:" + m.SecretKey + "@127.0.0.1:1" })
+	open(func(c *S3Config) { c.SecretKeyFile = "/nonexistent" })
+	open(func(c *S3Config) { c.Endpoint = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) })
+	if s, err := NewS3(ctx, func() S3Config { c := s3Config(m, "ebbflow-test", "ckpts"); c.Region = "eu-central-1"; return c }()); err == nil {
+		s.Close() // MinIO without a configured region takes any
+	} else {
+		errs = append(errs, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := NewS3(cctx, s3Config(m, "ebbflow-test", "ckpts"))
+	collect(err)
+
+	s := openS3(t, s3Config(m, "ebbflow-test", "ckpts"))
+	_, err = s.Get(ctx, "missing")
+	collect(err)
+	if err := s.PutIfAbsent(ctx, "once", nil); err != nil {
+		t.Fatal(err)
+	}
+	collect(s.PutIfAbsent(ctx, "once", nil))
+	collect(s.Put(ctx, "../bad", nil))
+	for _, err := range s3OpErrors(cctx, s) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Rotated credentials and an outage.
+	bad := openS3(t, s3Config(m, "ebbflow-test", "ckpts"))
+	bad.client, _ = minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, secrets[1], ""), Transport: bad.tr})
+	for _, err := range s3OpErrors(ctx, bad) {
+		collect(err)
+	}
+	m.Stop()
+	octx, ocancel := context.WithTimeout(ctx, time.Minute)
+	defer ocancel()
+	for _, err := range s3OpErrors(octx, s) {
+		collect(err)
+	}
+	open(func(c *S3Config) {})
+	for _, err := range errs {
+		for _, sec := range secrets {
+			noSecret(t, sec, err)
+		}
+	}
+	t.Logf("%d errors checked", len(errs))
+}
+
+// TLS with a private CA: s3.ca-file makes it trusted; without it the
+// certificate is refused with an error that names the endpoint.
+func TestS3TLSWithCAFile(t *testing.T) {
+	ctx := context.Background()
+	bin := os.Getenv("EBBFLOW_MINIO_BIN")
+	if bin == "" {
+		t.Fatal("EBBFLOW_MINIO_BIN is not set: run the tests through `make test`, or `eval $(scripts/tools.sh)` first")
+	}
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(filepath.Join(certs, "CAs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	writeTestCert(t, filepath.Join(certs, "public.crt"), filepath.Join(certs, "private.key"), caFile)
+
+	endpoint := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	const ak, sk = "ebbflow-tls", "ebbflow-tls-secret-key"
+	cmd := exec.Command(bin, "server", "--quiet", "--certs-dir", certs, "--address", endpoint, "--console-address", "127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+ak, "MINIO_ROOT_PASSWORD="+sk, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	logf, err := os.Create(filepath.Join(dir, "minio.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}()
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(caFile)
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := hc.Get("https://" + endpoint + "/minio/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-done:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("minio exited:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("TLS MinIO not ready: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	cfg := S3Config{URL: "s3://ebbflow-tls/ckpts", Endpoint: endpoint, AccessKey: ak, SecretKey: sk, UseTLS: true, CAFile: caFile, CreateBucket: true}
+	s := openS3(t, cfg)
+	if err := s.Put(ctx, "wc/chk-1/_metadata", []byte("over tls")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Get(ctx, "wc/chk-1/_metadata"); err != nil || string(b) != "over tls" {
+		t.Fatalf("Get over TLS = %q, %v", b, err)
+	}
+	// Without the CA the server's certificate is not trusted.
+	cfg.CAFile = ""
+	start := time.Now()
+	_, err = NewS3(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), endpoint) || !strings.Contains(err.Error(), "not trusted") || !strings.Contains(err.Error(), "s3.ca-file") {
+		t.Fatalf("TLS without the CA: %v, want a certificate error naming %s", err, endpoint)
+	}
+	t.Logf("untrusted certificate reported after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	noSecret(t, sk, err)
+	// Plain http to a TLS port fails too, naming the endpoint.
+	cfg.UseTLS = false
+	_, err = NewS3(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), endpoint) || !strings.Contains(err.Error(), "s3.tls") {
+		t.Fatalf("http to a TLS endpoint: %v", err)
+	}
+	t.Logf("http to a TLS endpoint: %v", err)
+	noSecret(t, sk, err)
+}
+
+// writeTestCert writes a self-signed CA certificate for 127.0.0.1 and its
+// key (MinIO's public.crt / private.key), and the CA bundle.
+func writeTestCert(t *testing.T, certFile, keyFile, caFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "ebbflow test MinIO"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	for f, b := range map[string][]byte{certFile: certPEM, keyFile: keyPEM, caFile: certPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
