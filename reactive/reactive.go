@@ -59,12 +59,12 @@ func (c Config) cap() int {
 type Trigger string
 
 const (
-	TriggerStart    Trigger = "start"     // first deployment
-	TriggerScaleUp  Trigger = "scale-up"  // more slots
-	TriggerPlanned  Trigger = "planned"   // target changed with everyone alive
-	TriggerDrain    Trigger = "drain"     // a TaskManager is draining
-	TriggerLoss     Trigger = "loss"      // a TaskManager vanished
-	TriggerFailure  Trigger = "failure"   // the attempt failed
+	TriggerStart    Trigger = "start"    // first deployment
+	TriggerScaleUp  Trigger = "scale-up" // more slots
+	TriggerPlanned  Trigger = "planned"  // target changed with everyone alive
+	TriggerDrain    Trigger = "drain"    // a TaskManager is draining
+	TriggerLoss     Trigger = "loss"     // a TaskManager vanished
+	TriggerFailure  Trigger = "failure"  // the attempt failed
 	TriggerFallback Trigger = "drain-fallback"
 )
 
@@ -72,14 +72,14 @@ const (
 type EventKind int
 
 const (
-	Joined         EventKind = iota // a TaskManager registered (ID, Slots)
-	Draining                        // a TaskManager asked to leave (ID)
-	Lost                            // a TaskManager's lease expired (ID)
-	Running                         // the deployment asked for is running (Parallelism)
-	RescaleFailed                   // the savepoint or redeploy failed
-	AttemptFailed                   // the running attempt failed
-	Tick                            // time passed
-	Finished                        // the job finished; decide nothing more
+	Joined        EventKind = iota // a TaskManager registered (ID, Slots)
+	Draining                       // a TaskManager asked to leave (ID)
+	Lost                           // a TaskManager's lease expired (ID)
+	Running                        // the deployment asked for is running (Parallelism)
+	RescaleFailed                  // the savepoint or redeploy failed
+	AttemptFailed                  // the running attempt failed
+	Tick                           // time passed
+	Finished                       // the job finished; decide nothing more
 )
 
 // Event is one input.

@@ -178,7 +178,7 @@ func TestPureImports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imports := string(b[strings.Index(string(b), "import (") : strings.Index(string(b), ")\n")])
+	imports := string(b[strings.Index(string(b), "import ("):strings.Index(string(b), ")\n")])
 	for _, banned := range []string{"etcd", "net", "zap", "os", "minio", "log"} {
 		if strings.Contains(imports, "\""+banned) {
 			t.Fatalf("reactive.go imports %s: the decision core must stay pure", banned)
