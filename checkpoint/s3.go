@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+	"golang.org/x/sync/errgroup"
 )
 
 // DefaultS3PartSize is the multipart part size when S3Config.PartSize is 0.
@@ -410,8 +411,10 @@ func (s *S3) wrap(ctx context.Context, op, what string, err error) error {
 			return fmt.Errorf("checkpoint: %s: %w", what, ErrNotFound)
 		case "PreconditionFailed":
 			return fmt.Errorf("checkpoint: %s: %w", what, ErrExists)
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
+		case "InvalidAccessKeyId", "SignatureDoesNotMatch":
 			return fmt.Errorf("checkpoint: %s %s: credentials refused by %s (%s; check s3.access-key and s3.secret-key): %w", op, what, s.endpoint, resp.Code, err)
+		case "AccessDenied":
+			return fmt.Errorf("checkpoint: %s %s: credentials refused by %s (AccessDenied: wrong s3.access-key / s3.secret-key, or they lack permission on bucket %q): %w", op, what, s.endpoint, s.bucket, err)
 		case "NoSuchBucket":
 			return fmt.Errorf("checkpoint: %s %s: bucket %q does not exist at %s: %w", op, what, s.bucket, s.endpoint, err)
 		}
@@ -435,47 +438,57 @@ func (s *S3) wrap(ctx context.Context, op, what string, err error) error {
 	return fmt.Errorf("checkpoint: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
 }
 
-func (s *S3) putOptions() minio.PutObjectOptions {
-	return minio.PutObjectOptions{
-		ContentType:    "application/octet-stream",
-		PartSize:       s.partSize,
-		SendContentMd5: false,
-	}
-}
+// s3PartUploads is how many parts of one object go up at once (minio-go's
+// default too).
+const s3PartUploads = 4
+
+// s3MaxParts is the most parts S3 takes in one multipart upload.
+const s3MaxParts = 10000
+
+// abortTimeout bounds the clean-up of a failed multipart upload, which runs
+// even when the caller's context is done.
+const abortTimeout = 10 * time.Second
 
 // Put implements Storage. Objects larger than the part size go up as a
 // multipart upload, which S3 makes visible only when it completes.
 func (s *S3) Put(ctx context.Context, name string, data []byte) error {
-	key, err := s.key(name)
-	if err != nil {
-		return err
-	}
-	_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), s.putOptions())
-	if err != nil {
-		return s.wrap(ctx, "put", s.describe(name), err)
-	}
-	return nil
+	return s.put(ctx, name, data, false)
 }
 
 // PutIfAbsent implements Storage with a conditional write (If-None-Match:
 // *): the server refuses it with 412 if the object exists, atomically with
-// respect to other writers.
+// respect to other writers. For a multipart upload the condition is on the
+// CompleteMultipartUpload, which is where the object comes to exist.
 func (s *S3) PutIfAbsent(ctx context.Context, name string, data []byte) error {
+	return s.put(ctx, name, data, true)
+}
+
+func (s *S3) put(ctx context.Context, name string, data []byte, ifAbsent bool) error {
 	key, err := s.key(name)
 	if err != nil {
 		return err
 	}
-	opts := s.putOptions()
-	opts.SetMatchETagExcept("*")
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: false}
+	if ifAbsent {
+		opts.SetMatchETagExcept("*")
+	}
 	for attempt := 0; ; attempt++ {
-		_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+		if uint64(len(data)) <= s.partSize {
+			// One PUT (DisableMultipart: minio-go's own threshold is 16 MiB
+			// whatever our part size).
+			single := opts
+			single.DisableMultipart = true
+			_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), single)
+		} else {
+			err = s.putMultipart(ctx, key, data, opts)
+		}
 		if err == nil {
 			return nil
 		}
 		// S3 answers 409 ConditionalRequestConflict while a concurrent
 		// conditional write of the same key is in flight: try again,
 		// which then fails with 412 if that write won.
-		if minio.ToErrorResponse(err).Code != "ConditionalRequestConflict" || attempt >= 5 || ctx.Err() != nil {
+		if !ifAbsent || minio.ToErrorResponse(err).Code != "ConditionalRequestConflict" || attempt >= 5 || ctx.Err() != nil {
 			return s.wrap(ctx, "put", s.describe(name), err)
 		}
 		select {
@@ -484,6 +497,52 @@ func (s *S3) PutIfAbsent(ctx context.Context, name string, data []byte) error {
 		case <-time.After(time.Duration(50<<attempt) * time.Millisecond):
 		}
 	}
+}
+
+// putMultipart uploads data in parts, s3PartUploads at a time, and
+// completes the upload with opts' headers (If-None-Match included: minio-go's
+// own multipart PutObject drops them on the completion, and its parallel
+// uploader leaks goroutines when a part fails). A failed upload is aborted.
+func (s *S3) putMultipart(ctx context.Context, key string, data []byte, opts minio.PutObjectOptions) (err error) {
+	core := minio.Core{Client: s.client}
+	partSize := int(s.partSize)
+	if n := (len(data) + partSize - 1) / partSize; n > s3MaxParts {
+		partSize = ((len(data)+s3MaxParts-1)/s3MaxParts + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
+	}
+	nparts := (len(data) + partSize - 1) / partSize
+	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+			defer cancel()
+			_ = core.AbortMultipartUpload(actx, s.bucket, key, uploadID)
+		}
+	}()
+	parts := make([]minio.CompletePart, nparts)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s3PartUploads)
+	for i := 0; i < nparts && gctx.Err() == nil; i++ {
+		chunk := data[i*partSize : min((i+1)*partSize, len(data))]
+		g.Go(func() error {
+			p, err := core.PutObjectPart(gctx, s.bucket, key, uploadID, i+1, bytes.NewReader(chunk), int64(len(chunk)), minio.PutObjectPartOptions{})
+			if err != nil {
+				return err
+			}
+			parts[i] = minio.CompletePart{PartNumber: i + 1, ETag: p.ETag}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err = core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, opts)
+	return err
 }
 
 // Get implements Storage.

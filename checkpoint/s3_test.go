@@ -521,6 +521,20 @@ func TestS3LargeObjectMultipart(t *testing.T) {
 	if err != nil || strings.Contains(info.ETag, "-") {
 		t.Fatalf("16 MiB with the default part size: ETag %q, %v; want a single PUT", info.ETag, err)
 	}
+	// Up to a larger part size it is one PUT too (minio-go on its own would
+	// go multipart above 16 MiB).
+	cfg.PartSize = 32 << 20
+	s32 := openS3(t, cfg)
+	if err := s32.Put(ctx, "mid", data[:20<<20]); err != nil {
+		t.Fatal(err)
+	}
+	info, err = rawS3(t, m).StatObject(ctx, "ebbflow-test", "ckpts/mid", minio.StatObjectOptions{})
+	if err != nil || strings.Contains(info.ETag, "-") {
+		t.Fatalf("20 MiB with 32 MiB parts: ETag %q, %v; want a single PUT", info.ETag, err)
+	}
+	if got, err := s32.Get(ctx, "mid"); err != nil || !bytes.Equal(got, data[:20<<20]) {
+		t.Fatalf("20 MiB round trip: %v", err)
+	}
 }
 
 func TestS3MissingBucket(t *testing.T) {
@@ -616,18 +630,32 @@ func TestS3WrongCredentials(t *testing.T) {
 	}
 }
 
-// s3OpErrors runs every Storage operation and returns their errors.
+// s3OpErrors runs every Storage operation, all at once (in an outage each
+// takes as long as minio-go's retries), and returns their errors.
 func s3OpErrors(ctx context.Context, s Storage) map[string]error {
-	_, getErr := s.Get(ctx, "wc/chk-1/_metadata")
-	_, listErr := s.List(ctx, "wc/")
-	return map[string]error{
-		"Put":          s.Put(ctx, "wc/chk-1/a", []byte("x")),
-		"PutIfAbsent":  s.PutIfAbsent(ctx, "wc/chk-1/_metadata", []byte("x")),
-		"Get":          getErr,
-		"List":         listErr,
-		"Delete":       s.Delete(ctx, "wc/chk-1/a"),
-		"DeletePrefix": s.DeletePrefix(ctx, "wc/"),
+	ops := map[string]func() error{
+		"Put":          func() error { return s.Put(ctx, "wc/chk-1/a", []byte("x")) },
+		"PutIfAbsent":  func() error { return s.PutIfAbsent(ctx, "wc/chk-1/_metadata", []byte("x")) },
+		"Get":          func() error { _, err := s.Get(ctx, "wc/chk-1/_metadata"); return err },
+		"List":         func() error { _, err := s.List(ctx, "wc/"); return err },
+		"Delete":       func() error { return s.Delete(ctx, "wc/chk-2/a") },
+		"DeletePrefix": func() error { return s.DeletePrefix(ctx, "wc/chk-3/") },
 	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := map[string]error{}
+	for op, f := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := f()
+			mu.Lock()
+			errs[op] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 func TestS3UnreachableEndpoint(t *testing.T) {
@@ -736,13 +764,10 @@ func TestS3Outage(t *testing.T) {
 }
 
 func TestS3ContextCancelled(t *testing.T) {
-	s, _ := newS3(t)
+	s, m := newS3(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for op, err := range s3OpErrors(ctx, s) {
-		if op == "Delete" && err == nil {
-			continue // may be decided before any request
-		}
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled context: %v, want context.Canceled", op, err)
 		}
@@ -756,6 +781,13 @@ func TestS3ContextCancelled(t *testing.T) {
 	}
 	if _, err := s.Get(context.Background(), "big"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a cancelled Put left an object (or Get failed): %v", err)
+	}
+	// The cancelled multipart upload was aborted.
+	for up := range rawS3(t, m).ListIncompleteUploads(context.Background(), "ebbflow-test", "", true) {
+		if up.Err != nil {
+			t.Fatal(up.Err)
+		}
+		t.Errorf("cancelled upload left behind: %s %s", up.Key, up.UploadID)
 	}
 }
 
@@ -1197,5 +1229,94 @@ func writeTestCert(t *testing.T, certFile, keyFile, caFile string) {
 		if err := os.WriteFile(f, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Racing create-only writers of objects larger than the part size
+// (multipart uploads): still exactly one wins.
+func TestS3PutIfAbsentMultipartRace(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	cfg := s3Config(m, "ebbflow-test", "")
+	cfg.PartSize = 5 << 20
+	s := openS3(t, cfg)
+	const n = 4
+	for round := 0; round < 3; round++ {
+		name := fmt.Sprintf("job/chk-%d/_metadata", round)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = s.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, 11<<20))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if winner != -1 {
+					t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
+				}
+				winner = i
+			case !errors.Is(err, ErrExists):
+				t.Fatalf("round %d writer %d: %v", round, i, err)
+			}
+		}
+		if winner == -1 {
+			t.Fatalf("round %d: no writer won", round)
+		}
+		got, err := s.Get(ctx, name)
+		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 11<<20)) {
+			t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
+		}
+	}
+	for up := range rawS3(t, m).ListIncompleteUploads(ctx, "ebbflow-test", "", true) {
+		if up.Err != nil {
+			t.Fatal(up.Err)
+		}
+		t.Errorf("incomplete upload left behind: %s %s", up.Key, up.UploadID)
+	}
+}
+
+// PutIfAbsent of a multipart object relies on the server checking
+// If-None-Match when the upload completes, not only when it starts: a
+// writer that created the object in between must win.
+func TestS3MinIOChecksIfNoneMatchOnComplete(t *testing.T) {
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	openS3(t, s3Config(m, "ebbflow-test", "")) // creates the bucket
+	core := minio.Core{Client: rawS3(t, m)}
+	opts := minio.PutObjectOptions{}
+	opts.SetMatchETagExcept("*")
+	id, err := core.NewMultipartUpload(ctx, "ebbflow-test", "k", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := core.PutObjectPart(ctx, "ebbflow-test", "k", id, 1, bytes.NewReader([]byte("late")), 4, minio.PutObjectPartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.PutObject(ctx, "ebbflow-test", "k", bytes.NewReader([]byte("early")), 5, "", "", minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = core.CompleteMultipartUpload(ctx, "ebbflow-test", "k", id, []minio.CompletePart{{PartNumber: 1, ETag: part.ETag}}, opts)
+	if code := minio.ToErrorResponse(err).Code; code != "PreconditionFailed" {
+		t.Fatalf("completing a create-only upload over an object created meanwhile: %v (code %q), want PreconditionFailed", err, code)
+	}
+	_ = core.AbortMultipartUpload(ctx, "ebbflow-test", "k", id)
+	obj, err := core.Client.GetObject(ctx, "ebbflow-test", "k", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(obj); err != nil || buf.String() != "early" {
+		t.Fatalf("object = %q, %v; want the early writer's", buf.String(), err)
 	}
 }

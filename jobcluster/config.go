@@ -33,6 +33,13 @@ type Config struct {
 	Retain             int // completed checkpoints kept
 	// Parallelism caps the job's parallelism (0 = all slots, up to max parallelism).
 	Parallelism int
+	// MinParallelism: with fewer usable slots the job waits.
+	MinParallelism int
+	// Cooldown is the least time between two planned rescales.
+	Cooldown time.Duration
+	// DrainTimeout bounds a graceful scale-in's savepoint; past it the job
+	// restores from the latest checkpoint instead.
+	DrainTimeout time.Duration
 	// WaitForSlots is how many slots to wait for before the first
 	// deployment (0 = deploy once the slot count has been stable for
 	// SlotsStable).
@@ -70,6 +77,15 @@ func (c *Config) Validate() error {
 	}
 	if c.SlotsStable <= 0 {
 		c.SlotsStable = time.Second
+	}
+	if c.MinParallelism <= 0 {
+		c.MinParallelism = 1
+	}
+	if c.Cooldown < 0 || c.DrainTimeout < 0 {
+		return errors.New("jobmanager: cooldown and drain timeout must not be negative")
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 20 * time.Second
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 5 * time.Second

@@ -14,6 +14,7 @@ import (
 	"github.com/ebbflow/ebbflow/internal/control"
 	"github.com/ebbflow/ebbflow/internal/graph"
 	"github.com/ebbflow/ebbflow/network"
+	"github.com/ebbflow/ebbflow/reactive"
 	"github.com/ebbflow/ebbflow/scheduler"
 )
 
@@ -78,9 +79,7 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 					c.conn.Close()
 					delete(jm.conns, id)
 				}
-				if jm.dep != nil && jm.dep.tms[id] {
-					jm.failDeployment(ctx, fmt.Errorf("taskmanager %s left (lease expired or deregistered)", id))
-				}
+				jm.step(ctx, reactive.Event{Kind: reactive.Lost, TM: id})
 			}
 		}
 		for id, info := range e.tms {
@@ -89,6 +88,10 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 				jm.log.Info("taskmanager joined", zap.String("taskmanager", id), zap.Int("slots", info.Slots), zap.String("control", info.ControlAddr))
 			} else if old.State != info.State {
 				jm.log.Info("taskmanager changed state", zap.String("taskmanager", id), zap.String("state", string(info.State)))
+				if info.State == cluster.TMDraining {
+					jm.tms[id] = info
+					jm.step(ctx, reactive.Event{Kind: reactive.Draining, TM: id})
+				}
 			}
 			if jm.conns[id] == nil && !jm.dialing[id] {
 				jm.dialing[id] = true
@@ -106,6 +109,11 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		}
 		jm.conns[e.c.id] = e.c
 		jm.updateSlots()
+		info := jm.tms[e.c.id]
+		jm.step(ctx, reactive.Event{Kind: reactive.Joined, TM: e.c.id, Slots: info.Slots})
+		if info.State == cluster.TMDraining {
+			jm.step(ctx, reactive.Event{Kind: reactive.Draining, TM: e.c.id})
+		}
 	case evConnErr:
 		delete(jm.dialing, e.id)
 		jm.log.Warn("taskmanager unreachable", zap.String("taskmanager", e.id), zap.Error(e.err))
@@ -125,9 +133,7 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		if jm.conns[e.c.id] == e.c {
 			delete(jm.conns, e.c.id)
 			jm.log.Warn("lost control connection to taskmanager", zap.String("taskmanager", e.c.id))
-			if jm.dep != nil && jm.dep.tms[e.c.id] {
-				jm.failDeployment(ctx, fmt.Errorf("control connection to taskmanager %s lost", e.c.id))
-			}
+			jm.step(ctx, reactive.Event{Kind: reactive.Lost, TM: e.c.id})
 			if info, ok := jm.tms[e.c.id]; ok && !jm.dialing[e.c.id] {
 				jm.dialing[e.c.id] = true
 				jm.wg.Add(1)
@@ -193,9 +199,11 @@ func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
 		jm.chkFails = 0
 		jm.failDeployment(ctx, fmt.Errorf("%d checkpoints in a row failed (tolerable: %d); last: %s", n, jm.cfg.TolerableCheckpointFailures, jm.lastCheckpointError()))
 	}
+	jm.step(ctx, reactive.Event{Kind: reactive.Tick})
+	jm.pushRescale(ctx, now)
 	d := jm.dep
 	if d == nil {
-		return jm.maybeDeploy(ctx, now)
+		return nil
 	}
 	if !d.allRunning() {
 		if now.Sub(d.started) > jm.cfg.DeployTimeout {
@@ -207,6 +215,7 @@ func (jm *JobManager) tick(ctx context.Context, now time.Time) error {
 		jm.log.Warn("checkpoint timed out", zap.Int64("checkpoint", p.ID), zap.Duration("timeout", jm.cfg.CheckpointTimeout), zap.Any("missing", d.coord.Missing()))
 		d.coord.Finish(p.ID, now)
 		jm.recordCheckpoint(CheckpointRecord{ID: p.ID, Savepoint: p.Savepoint, Status: "expired", StartedAt: p.Started, Duration: now.Sub(p.Started)})
+		jm.rescaleSnapshotFailed(ctx, p.ID)
 	}
 	if d.finishing || d.committing {
 		return nil
@@ -243,35 +252,6 @@ func (jm *JobManager) trigger(d *deployment, now time.Time, savepoint bool) int6
 		}
 	}
 	return p.ID
-}
-
-// maybeDeploy starts an attempt when the slots allow one.
-func (jm *JobManager) maybeDeploy(ctx context.Context, now time.Time) error {
-	if now.Before(jm.restartAt) {
-		return nil
-	}
-	tms := jm.taskManagers()
-	slots := scheduler.AvailableSlots(tms)
-	if slots == 0 {
-		jm.setPhase("waiting for slots")
-		return nil
-	}
-	if len(jm.dialing) > 0 {
-		return nil
-	}
-	if w := jm.cfg.WaitForSlots; w > 0 && slots < w && jm.attemptNo == 0 {
-		jm.setPhase(fmt.Sprintf("waiting for slots (%d of %d)", slots, w))
-		return nil
-	}
-	if (jm.cfg.WaitForSlots == 0 || jm.attemptNo > 0) && now.Sub(jm.slotsSince) < jm.cfg.SlotsStable {
-		return nil
-	}
-	p := scheduler.Parallelism(slots, jm.cfg.Graph.MaxParallelism, jm.cfg.Parallelism)
-	plan, err := scheduler.Place(tms, p)
-	if err != nil {
-		return nil
-	}
-	return jm.deploy(ctx, plan)
 }
 
 func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
@@ -346,7 +326,15 @@ func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
 			CheckpointURL: jm.cfg.Storage.URL(), RestoreDir: restoreDir, RestoreID: restoreID, Tasks: specs,
 		}}
 		if err := jm.send(tm, msg); err != nil {
-			jm.failDeployment(ctx, fmt.Errorf("deploy to taskmanager %s: %w", tm, err))
+			// The TaskManager is gone (its connection broke): that is a loss,
+			// not a failure of the job.
+			jm.log.Warn("deploy failed; treating the taskmanager as lost", zap.String("taskmanager", tm), zap.Error(err))
+			if c := jm.conns[tm]; c != nil {
+				c.conn.Close()
+				delete(jm.conns, tm)
+			}
+			jm.cancelDeployment("deploy failed")
+			jm.step(ctx, reactive.Event{Kind: reactive.Lost, TM: tm})
 			return nil
 		}
 	}
@@ -370,6 +358,8 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 		d.running[*m.Task] = true
 		if d.allRunning() {
 			jm.log.Info("job running", zap.Int64("attempt", d.attempt), zap.Int("parallelism", d.parallelism), zap.Duration("deploy", time.Since(d.started)))
+			jm.rescaleRunning(d)
+			jm.step(ctx, reactive.Event{Kind: reactive.Running})
 			jm.failures = 0
 			jm.mu.Lock()
 			jm.status.Phase = "running"
@@ -407,6 +397,7 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 			jm.mu.Unlock()
 			jm.dep = nil
 			jm.finished = true
+			jm.machine.Step(time.Now(), reactive.Event{Kind: reactive.Finished})
 		}
 	case control.KindAck:
 		if m.Ack == nil {
@@ -429,6 +420,7 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 			if d.finalID == m.ID {
 				d.finalID = 0
 			}
+			jm.rescaleSnapshotFailed(ctx, m.ID)
 		}
 	case control.KindStats:
 		if m.Stats != nil {
@@ -446,6 +438,7 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 	case control.KindFirstRecord:
 		if !d.firstRecord {
 			d.firstRecord = true
+			jm.rescaleFirstRecord(d, m.At)
 			jm.log.Debug("first record reached a sink", zap.Duration("sinceDeploy", m.At.Sub(d.started)))
 		}
 	}
@@ -497,6 +490,7 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 		if d != nil && d.finalID == e.p.ID {
 			d.finalID = 0
 		}
+		jm.rescaleSnapshotFailed(ctx, e.p.ID)
 		return nil
 	}
 	jm.latest = &cluster.CheckpointPointer{ID: e.p.ID, Dir: e.dir, Savepoint: e.p.Savepoint}
@@ -519,6 +513,9 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 	}
 	jm.wg.Add(1)
 	go func() { defer jm.wg.Done(); jm.retain(ctx, e.p.ID) }()
+	if r := jm.rescale; r != nil && r.savepointID == e.p.ID && d != nil {
+		jm.finishRescale(ctx, e.p.ID, e.md.Bytes)
+	}
 	return nil
 }
 
@@ -567,9 +564,12 @@ func (jm *JobManager) failDeployment(ctx context.Context, err error) {
 		jm.post(ctx, evFatal{err: fmt.Errorf("jobmanager: job failed %d times in a row; last error: %w", jm.failures, err)})
 		return
 	}
-	jm.restartAt = time.Now().Add(jm.cfg.RestartDelay)
-	jm.slotsSince = time.Time{}
 	jm.setPhase("restarting")
+	// Back off before the restart: a failure is often the first sign of a
+	// TaskManager loss that etcd or the control connection reports a moment
+	// later, and the restart should see it.
+	jm.restartAt = time.Now().Add(jm.cfg.RestartDelay * time.Duration(min(jm.failures, 10)))
+	jm.step(ctx, reactive.Event{Kind: reactive.AttemptFailed})
 }
 
 func (jm *JobManager) cancelDeployment(reason string) {

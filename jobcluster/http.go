@@ -25,6 +25,9 @@ func (jm *JobManager) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/taskmanagers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, jm.TaskManagers())
 	})
+	mux.HandleFunc("GET /v1/rescales", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, jm.Status().Rescales)
+	})
 	mux.HandleFunc("GET /v1/checkpoints", func(w http.ResponseWriter, r *http.Request) {
 		st := jm.Status()
 		writeJSON(w, http.StatusOK, map[string]any{"latest": st.LastCompleted, "history": st.Checkpoints})
@@ -127,6 +130,9 @@ type metrics struct {
 	sinkRecords    prometheus.GaugeFunc
 	leader         prometheus.Gauge
 	lastCheckpoint prometheus.Gauge
+	rescales       *prometheus.CounterVec
+	lastPause      prometheus.Gauge
+	idleSlots      prometheus.Gauge
 }
 
 func newMetrics(jm *JobManager) *metrics {
@@ -142,6 +148,10 @@ func newMetrics(jm *JobManager) *metrics {
 		leader:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_jobmanager_leader", Help: "1 while this JobManager is the leader."}),
 		lastCheckpoint: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_last_checkpoint_id", Help: "Id of the last completed checkpoint."}),
 	}
+	m.rescales = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ebbflow_rescales_total", Help: "Rescales, restores and drains by trigger."}, []string{"trigger"})
+	m.lastPause = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_rescale_last_pause_seconds", Help: "Pause of the last rescale: its start until the first record reached a sink."})
+	m.idleSlots = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_idle_slots", Help: "Usable slots the job does not use (parallelism capped)."})
+	reg.MustRegister(m.rescales, m.lastPause, m.idleSlots)
 	m.sourceRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_source_records", Help: "Records emitted by sources in this JobManager's lifetime (replays included)."},
 		func() float64 { return float64(jm.Status().SourceRecords) })
 	m.sinkRecords = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_sink_records", Help: "Records received by sinks in this JobManager's lifetime (replays included)."},

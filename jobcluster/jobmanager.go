@@ -20,6 +20,7 @@ import (
 	"github.com/ebbflow/ebbflow/internal/cluster"
 	"github.com/ebbflow/ebbflow/internal/control"
 	"github.com/ebbflow/ebbflow/internal/graph"
+	"github.com/ebbflow/ebbflow/reactive"
 	"github.com/ebbflow/ebbflow/scheduler"
 )
 
@@ -50,6 +51,10 @@ type JobManager struct {
 	dialing    map[string]bool
 	slotsSince time.Time
 	lastSlots  int
+	machine    *reactive.Machine
+	rescale    *rescale
+	deferred   *rescale // a restart waiting for its backoff
+	lastWait   string
 	attemptNo  int64
 	lastID     int64 // last checkpoint id used
 	latest     *cluster.CheckpointPointer
@@ -111,6 +116,11 @@ func New(cfg Config) (*JobManager, error) {
 		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{},
 		savepoints: map[int64]*SavepointStatus{}}
 	jm.metrics = newMetrics(jm)
+	m, err := jm.newMachine()
+	if err != nil {
+		return nil, fmt.Errorf("jobmanager: %w", err)
+	}
+	jm.machine = m
 	return jm, nil
 }
 

@@ -35,7 +35,13 @@ type Status struct {
 	Checkpoints   []CheckpointRecord `json:"checkpoints"`
 	// RunningSince is when the current attempt's tasks all ran; FinishedAt
 	// when a bounded job's output was committed.
-	RunningSince  time.Time         `json:"runningSince,omitzero"`
+	RunningSince time.Time `json:"runningSince,omitzero"`
+	// Target is the parallelism the usable slots allow; IdleSlots the
+	// slots it leaves unused; Waiting why the job is not (re)deploying.
+	Target        int               `json:"target"`
+	IdleSlots     int               `json:"idleSlots"`
+	Waiting       string            `json:"waiting,omitempty"`
+	Rescales      []RescaleRecord   `json:"rescales"`
 	FinishedAt    time.Time         `json:"finishedAt,omitzero"`
 	LastCompleted *CheckpointRecord `json:"lastCompleted,omitempty"`
 
@@ -53,6 +59,7 @@ func (jm *JobManager) Status() Status {
 	s.Job = jm.cfg.Job
 	s.Epoch = jm.epoch
 	s.Checkpoints = append([]CheckpointRecord(nil), jm.status.Checkpoints...)
+	s.Rescales = append([]RescaleRecord(nil), jm.status.Rescales...)
 	if jm.status.LastCompleted != nil {
 		c := *jm.status.LastCompleted
 		s.LastCompleted = &c

@@ -30,6 +30,9 @@ type Config struct {
 	// DrainTimeout bounds a graceful scale-in: if the savepoint is not done
 	// by then, fall back to the latest checkpoint.
 	DrainTimeout time.Duration
+	// StartSlots, when set, holds the first deployment until that many
+	// usable slots exist (ebbflow local knows how many it starts).
+	StartSlots int
 }
 
 // Validate checks the policy.
@@ -337,6 +340,9 @@ func (m *Machine) decide(now time.Time) []Action {
 	target := m.Target()
 	switch m.phase {
 	case idle:
+		if s := m.slotsNow(); m.cfg.StartSlots > 0 && m.lastRescale.IsZero() && s < m.cfg.StartSlots && target > 0 {
+			return []Action{m.wait(fmt.Sprintf("waiting for slots (%d of %d)", s, m.cfg.StartSlots))}
+		}
 		if target == 0 {
 			return []Action{m.wait(fmt.Sprintf("%d usable slots, below min-parallelism %d", m.slotsNow(), m.cfg.MinParallelism))}
 		}

@@ -77,6 +77,8 @@ type TaskManager struct {
 	leaseID    clientv3.LeaseID
 	registered bool
 	metrics    *tmMetrics
+	released   chan struct{}
+	releaseMu  sync.Once
 
 	wg sync.WaitGroup
 }
@@ -105,7 +107,7 @@ func New(cfg Config) (*TaskManager, error) {
 		cfg.DataAdvertise = advertised(dataLn)
 	}
 	log := cfg.Logger.With(zap.String("taskmanager", cfg.ID))
-	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}}
+	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}, released: make(chan struct{})}
 	tm.metrics = newTMMetrics(tm)
 	tm.data = network.NewServer(dataLn, 30*time.Second, func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) })
 	return tm, nil
@@ -182,6 +184,9 @@ loop:
 				runErr = err
 				break loop
 			}
+		case <-tm.released:
+			tm.log.Info("released by the JobManager after draining")
+			break loop
 		}
 	}
 	cancel()
@@ -336,6 +341,8 @@ func (tm *TaskManager) handle(ctx context.Context, c *control.Conn, m *control.M
 		if a != nil {
 			a.command(m)
 		}
+	case control.KindRelease:
+		tm.releaseMu.Do(func() { close(tm.released) })
 	case control.KindCancel:
 		tm.mu.Lock()
 		a := tm.attempts[m.Attempt]
@@ -362,3 +369,7 @@ func advertised(ln net.Listener) string {
 	}
 	return net.JoinHostPort(h, strconv.Itoa(addr.Port))
 }
+
+// Released is closed when the JobManager has moved this TaskManager's work
+// elsewhere after it asked to drain.
+func (tm *TaskManager) Released() <-chan struct{} { return tm.released }

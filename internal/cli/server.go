@@ -200,7 +200,8 @@ func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 			jm, err := jobcluster.New(jobcluster.Config{
 				Cluster: s.str("cluster.id"), ID: id, Job: name, Args: jobArgs, Graph: g, Etcd: cli, Storage: storage,
 				CheckpointInterval: s.dur("checkpoint.interval"), CheckpointTimeout: s.dur("checkpoint.timeout"), Retain: s.num("checkpoint.retained"),
-				Parallelism: s.num("jobmanager.parallelism"), SessionTTL: s.dur("jobmanager.session-ttl"), MaxRestarts: s.num("jobmanager.max-restarts"),
+				Parallelism: s.num("jobmanager.parallelism"), MinParallelism: s.num("jobmanager.min-parallelism"),
+				SlotsStable: s.dur("jobmanager.stabilization"), Cooldown: s.dur("jobmanager.cooldown"), DrainTimeout: s.dur("jobmanager.drain-timeout"), SessionTTL: s.dur("jobmanager.session-ttl"), MaxRestarts: s.num("jobmanager.max-restarts"),
 				TolerableCheckpointFailures: s.num("checkpoint.tolerable-failures"),
 				FromSavepoint:               s.str("jobmanager.from-savepoint"), AllowDropState: s.flag("jobmanager.allow-dropped-state"), Logger: log,
 			})
@@ -295,12 +296,42 @@ func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer stopHTTP()
-			err = tm.Run(ctx)
-			if ctx.Err() != nil {
-				log.Info("taskmanager stopped by signal")
-				return nil
+			// SIGTERM drains: mark draining in etcd and keep running until the
+			// JobManager has moved the work and releases us, or the drain
+			// timeout passes. A second signal stops at once.
+			runCtx, cancelRun := context.WithCancel(context.Background())
+			defer cancelRun()
+			runErr := make(chan error, 1)
+			go func() { runErr <- tm.Run(runCtx) }()
+			select {
+			case err := <-runErr:
+				return err
+			case <-ctx.Done():
 			}
-			return err
+			stop()
+			drain := s.dur("taskmanager.drain-timeout")
+			log.Info("signal received; draining", zap.Duration("drainTimeout", drain))
+			dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err = tm.SetDraining(dctx)
+			dcancel()
+			if err != nil {
+				log.Warn("could not mark draining in etcd; stopping", zap.Error(err))
+				cancelRun()
+				return <-runErr
+			}
+			again, stopAgain := signalContext(context.Background())
+			defer stopAgain()
+			select {
+			case err := <-runErr:
+				log.Info("drained")
+				return err
+			case <-time.After(drain):
+				log.Warn("drain timeout passed before the JobManager released this TaskManager; stopping", zap.Duration("drainTimeout", drain))
+			case <-again.Done():
+				log.Warn("second signal; stopping without waiting for the drain")
+			}
+			cancelRun()
+			return <-runErr
 		},
 	}
 	addConfigFlags(cmd.Flags(), 't')

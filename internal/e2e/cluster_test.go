@@ -70,6 +70,13 @@ type jobStatus struct {
 	LastCompleted *struct {
 		ID int64 `json:"id"`
 	} `json:"lastCompleted"`
+	Rescales []struct {
+		Trigger   string  `json:"trigger"`
+		From      int     `json:"from"`
+		To        int     `json:"to"`
+		Savepoint bool    `json:"savepoint"`
+		PauseMs   float64 `json:"pauseMs"`
+	} `json:"rescales"`
 }
 
 // status reads GET /v1/job; ok=false while the server is not up.
@@ -133,8 +140,10 @@ func TestClusterTaskManagerKilled(t *testing.T) {
 	})
 	killedAt := time.Now()
 	tm1.kill9()
-	after := jm.waitStatus("restart after the loss", 30*time.Second, func(s jobStatus) bool { return s.Restarts >= 1 && s.Phase == "running" })
-	t.Logf("running again %v after kill -9 (lease TTL 2s), at parallelism %d", time.Since(killedAt).Round(time.Millisecond), after.Parallelism)
+	after := jm.waitStatus("restore after the loss", 30*time.Second, func(s jobStatus) bool {
+		return len(s.Rescales) > 0 && s.Rescales[len(s.Rescales)-1].Trigger == "loss" && s.Phase == "running"
+	})
+	t.Logf("records reach the sink again %v after kill -9 (lease TTL 2s) at parallelism %d; pause %.0f ms", time.Since(killedAt).Round(time.Millisecond), after.Parallelism, after.Rescales[len(after.Rescales)-1].PauseMs)
 	c.taskmanager("tm-3", 2)
 	if code := jm.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())

@@ -53,6 +53,8 @@ type options struct {
 	passCount      int64
 	rebalanceCount int64
 	timeout        time.Duration
+	maxOthers      float64
+	retries        int
 }
 
 // scenario is one `ebbflow local` configuration.
@@ -75,11 +77,15 @@ type result struct {
 	parallelism           int
 	checkpoints, restarts int
 	cpu                   cpuShare
+	disturbed             bool // kept although other processes used more than -max-others
+	discarded             bool // repeated because other processes used more than -max-others
+	seq                   int  // order of the run in the whole benchmark
 }
 
 type outcome struct {
-	sc   scenario
-	runs []result
+	sc        scenario
+	runs      []result // the counted runs
+	discarded []result // runs repeated because other processes competed for the CPU
 }
 
 func main() {
@@ -93,6 +99,8 @@ func main() {
 	flag.Int64Var(&o.passCount, "pass-count", 50_000_000, "--count of the chained passthrough scenarios")
 	flag.Int64Var(&o.rebalanceCount, "rebalance-count", 20_000_000, "--count of the rebalanced passthrough scenarios")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one ebbflow run")
+	flag.Float64Var(&o.maxOthers, "max-others", 0.25, "discard and repeat a run during which other processes used more than this many cores (0 = keep every run)")
+	flag.IntVar(&o.retries, "retries", 2, "extra attempts per run discarded by -max-others; the last attempt is kept (and marked) regardless")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fatalf("unexpected arguments: %q", flag.Args())
@@ -115,6 +123,9 @@ func main() {
 	}
 	if o.runs < 1 || o.lines < 1 || o.passCount < 1 || o.rebalanceCount < 1 {
 		fatalf("-runs, -lines, -pass-count and -rebalance-count must be positive")
+	}
+	if o.maxOthers < 0 || o.retries < 0 {
+		fatalf("-max-others and -retries must not be negative")
 	}
 	if o.dir == "" {
 		o.dir = os.Getenv("EBBFLOW_BENCH_DIR")
@@ -157,18 +168,26 @@ func main() {
 	corpus, size := ensureCorpus(ctx, o)
 
 	logf("reference loop: %d runs (and %d of the tuned variant) over %s", o.runs, o.runs, corpus)
-	var ref, tuned refRuns
+	ref := &outcome{sc: scenario{name: "reference loop"}}
+	tuned := &outcome{sc: scenario{name: "tuned reference loop"}}
 	for i := 0; i < o.runs; i++ {
-		if ctx.Err() != nil {
-			fatalf("interrupted")
+		for _, oc := range []*outcome{ref, tuned} {
+			if ctx.Err() != nil {
+				fatalf("interrupted")
+			}
+			logf("[round %d/%d] %s", i+1, o.runs, oc.sc.name)
+			o.measure(oc, func() result { return runReferenceOnce(corpus, oc == tuned) })
 		}
-		ref.run(corpus, false, i)
-		tuned.run(corpus, true, i)
 	}
-	if ref.words != tuned.words {
-		fatalf("reference loop counted %d words, the tuned variant %d", ref.words, tuned.words)
+	refWords := ref.runs[0].sink
+	for _, oc := range []*outcome{ref, tuned} {
+		for _, r := range append(oc.runs, oc.discarded...) {
+			if r.sink != refWords {
+				fatalf("%s counted %d words in one run, %d in another", oc.sc.name, r.sink, refWords)
+			}
+		}
 	}
-	refWords, refMedian := ref.words, median(ref.rates)
+	refMedian := median(rates(ref.runs))
 
 	scenarios := []scenario{
 		{name: "wordcount, 1 TM × 2 slots, checkpoints 1s", job: "wordcount", tms: 1, slots: 2, interval: "1s", pair: "wc12", expect: refWords},
@@ -195,17 +214,16 @@ func main() {
 	for r := 0; r < o.runs; r++ {
 		for i, sc := range scenarios {
 			logf("[round %d/%d] %s", r+1, o.runs, sc.name)
-			res := runEbbflow(ctx, o, bin, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
-			logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (CPU: ebbflow %.2f, others %.2f cores)",
-				res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.cpu.own, res.cpu.others)
-			outcomes[i].runs = append(outcomes[i].runs, res)
+			o.measure(&outcomes[i], func() result {
+				return runEbbflow(ctx, o, bin, sc, corpus, filepath.Join(runsDir, fmt.Sprintf("s%d-r%d", i+1, r+1)))
+			})
 		}
 	}
 	os.RemoveAll(runsDir)
 
 	report := renderReport(o, reportInput{
 		revision: revision, started: startedAt, finished: time.Now(), loadBefore: loadBefore, loadAfter: loadAvg(),
-		corpus: corpus, corpusSize: size, refWords: refWords, ref: ref, tuned: tuned,
+		corpus: corpus, corpusSize: size, refWords: refWords, ref: *ref, tuned: *tuned,
 		refMedian: refMedian, outcomes: outcomes,
 	})
 	os.Stdout.WriteString(report)
@@ -217,32 +235,59 @@ func main() {
 	}
 }
 
-// refRuns collects the runs of one variant of the reference loop.
-type refRuns struct {
-	words int64
-	rates []float64
-	secs  []float64
-	cpu   []cpuShare
+// runSeq numbers the runs in the order they ran.
+var runSeq int
+
+// measure runs one counted run of oc: it repeats a run during which other
+// processes used more than -max-others cores, up to -retries times; if no
+// attempt was quiet it keeps the least disturbed one, marked.
+func (o options) measure(oc *outcome, run func() result) {
+	var attempts []result
+	for attempt := 0; ; attempt++ {
+		res := run()
+		runSeq++
+		res.seq = runSeq
+		logf("  running %.2fs, %d sink records = %s records/s, %d checkpoints, %d restarts (CPU: own %.2f, others %.2f cores)",
+			res.running, res.sink, human(res.rate), res.checkpoints, res.restarts, res.cpu.own, res.cpu.others)
+		if o.maxOthers <= 0 || res.cpu.others <= o.maxOthers {
+			oc.runs = append(oc.runs, res)
+			break
+		}
+		attempts = append(attempts, res)
+		if attempt == o.retries {
+			best := 0
+			for i, a := range attempts {
+				if a.cpu.others < attempts[best].cpu.others {
+					best = i
+				}
+			}
+			attempts[best].disturbed = true
+			oc.runs = append(oc.runs, attempts[best])
+			attempts = slices.Delete(attempts, best, best+1)
+			logf("  no attempt in %d without other processes above -max-others %.2g cores: keeping the least disturbed (%.2f cores)",
+				attempt+1, o.maxOthers, oc.runs[len(oc.runs)-1].cpu.others)
+			break
+		}
+		logf("  other processes used %.2f cores (> -max-others %.2g): again", res.cpu.others, o.maxOthers)
+	}
+	for _, a := range attempts {
+		if !a.disturbed {
+			a.discarded = true
+			oc.discarded = append(oc.discarded, a)
+		}
+	}
 }
 
-func (r *refRuns) run(corpus string, tuned bool, i int) {
-	name := "reference loop"
-	if tuned {
-		name = "tuned reference loop"
-	}
+// runReferenceOnce times one run of the reference loop as a result: the
+// words count as sink records.
+func runReferenceOnce(corpus string, tuned bool) result {
 	busy0, self0 := machineBusy(), selfCPU()
 	words, d, err := runReference(corpus, tuned)
-	r.cpu = append(r.cpu, newCPUShare(selfCPU()-self0, machineBusy()-busy0, d))
+	share := newCPUShare(selfCPU()-self0, machineBusy()-busy0, d)
 	if err != nil {
-		fatalf("%s: %v", name, err)
+		fatalf("reference loop: %v", err)
 	}
-	if i > 0 && words != r.words {
-		fatalf("%s: %d words, an earlier run counted %d", name, words, r.words)
-	}
-	r.words = words
-	r.secs = append(r.secs, d.Seconds())
-	r.rates = append(r.rates, float64(words)/d.Seconds())
-	logf("  %s, run %d: %d words in %.2fs = %s words/s (CPU: others %.2f cores)", name, i+1, words, d.Seconds(), human(r.rates[i]), r.cpu[i].others)
+	return result{wall: d.Seconds(), running: d.Seconds(), sink: words, rate: float64(words) / d.Seconds(), cpu: share}
 }
 
 // ensureCorpus returns the cached corpus of o.lines lines, generating it with
@@ -470,7 +515,7 @@ type reportInput struct {
 	corpus                string
 	corpusSize            int64
 	refWords              int64
-	ref, tuned            refRuns
+	ref, tuned            outcome
 	refMedian             float64
 	outcomes              []outcome
 }
@@ -502,20 +547,23 @@ func renderReport(o options, in reportInput) string {
 	}
 	p("```\n%s\n```\n\n", cmdline)
 	p("Source revision: `%s` (%s, copied before the first run). ", in.revision, o.bin)
-	p("%d run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
+	p("%d counted run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
+	if o.maxOthers > 0 {
+		p("A run during which other processes used more than %.2g cores was discarded and repeated (up to %d times). ", o.maxOthers, o.retries)
+	}
 	p("Corpus: `%s`, %d lines, %s, %d words (scripts/gentext). ", in.corpus, o.lines, mib(in.corpusSize), in.refWords)
 	p("Every ebbflow run is `%s local --taskmanagers N --slots S --data-dir <fresh> --fresh --checkpoint-interval 1s|0 --quiet JOB ...` ", filepath.Base(o.bin))
 	p("with a fresh data and output folder; throughput is sink records ÷ the \"running\" time of its summary line ")
 	p("(all tasks running → output committed). For wordcount sink records are words.\n\n")
 
 	p("## Results\n\n")
-	tunedMedian := median(in.tuned.rates)
+	tunedMedian := median(rates(in.tuned.runs))
 	p("| Scenario | records/s (median) | runs | ratio to reference | checkpoint cost | ratio to tuned loop |\n")
 	p("|---|---:|---|---:|---:|---:|\n")
 	p("| reference loop (1 goroutine, no framework, map[string]int64), words/s | %s | %s | 1.00 | — | %.2f |\n",
-		thousands(in.refMedian), runList(in.ref.rates), in.refMedian/tunedMedian)
+		thousands(in.refMedian), runList(in.ref.runs), in.refMedian/tunedMedian)
 	p("| tuned reference loop (index map, no allocation per word), words/s | %s | %s | %.2f | — | 1.00 |\n",
-		thousands(tunedMedian), runList(in.tuned.rates), tunedMedian/in.refMedian)
+		thousands(tunedMedian), runList(in.tuned.runs), tunedMedian/in.refMedian)
 	byPair := map[string]float64{} // pair → median with checkpoints off
 	for _, oc := range in.outcomes {
 		if oc.sc.pair != "" && oc.sc.interval == "0" {
@@ -528,7 +576,9 @@ func renderReport(o options, in reportInput) string {
 	}
 	var costs []cost
 	short := false // some pair's checkpointed runs were too short to take periodic checkpoints
+	disturbed := in.ref.disturbedRuns() + in.tuned.disturbedRuns()
 	for _, oc := range in.outcomes {
+		disturbed += oc.disturbedRuns()
 		med := median(rates(oc.runs))
 		ratio, tunedRatio := "—", "—"
 		if oc.sc.job == "wordcount" {
@@ -545,10 +595,14 @@ func renderReport(o options, in reportInput) string {
 			cc = fmt.Sprintf("%.1f%%%s", 100*c.v, c.mark)
 			costs = append(costs, c)
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", oc.sc.name, thousands(med), runList(rates(oc.runs)), ratio, cc, tunedRatio)
+		p("| %s | %s | %s | %s | %s | %s |\n", oc.sc.name, thousands(med), runList(oc.runs), ratio, cc, tunedRatio)
 	}
-	p("\n\"runs\" lists every run's records/s; checkpoint cost is 1 − (checkpoints 1s ÷ checkpoints off) of the medians ")
-	p("(negative: the run with checkpoints happened to be faster, i.e. noise). ")
+	p("\n\"runs\" lists every counted run's records/s")
+	if disturbed > 0 {
+		p(" (* = kept although other processes used more than %.2g cores in every attempt: %d run(s))", o.maxOthers, disturbed)
+	}
+	p("; checkpoint cost is 1 − (checkpoints 1s ÷ checkpoints off) of the medians ")
+	p("(negative: the runs with checkpoints were faster). ")
 	p("The reference loop is the one the targets use; the tuned loop is the same work with a faster counter, ")
 	p("for how far from the machine's limit a ratio is.\n\n")
 	if short {
@@ -582,22 +636,47 @@ func renderReport(o options, in reportInput) string {
 
 	p("\n## Runs\n\n")
 	p("CPU columns: cores' worth of CPU time the measured process used over the run's whole duration ")
-	p("(for ebbflow including start-up and shutdown), and what all other processes on the machine used meanwhile ")
-	p("(from /proc/stat) — a run that competed with other work shows it there.\n\n")
-	p("| Scenario | run | running s | sink records | records/s | checkpoints | restarts | CPU, own | CPU, others |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for i := range in.ref.rates {
-		p("| reference loop | %d | %.2f | %d | %s | — | — | %.2f | %.2f |\n", i+1, in.ref.secs[i], in.ref.words, thousands(in.ref.rates[i]), in.ref.cpu[i].own, in.ref.cpu[i].others)
-	}
-	for i := range in.tuned.rates {
-		p("| tuned reference loop | %d | %.2f | %d | %s | — | — | %.2f | %.2f |\n", i+1, in.tuned.secs[i], in.tuned.words, thousands(in.tuned.rates[i]), in.tuned.cpu[i].own, in.tuned.cpu[i].others)
-	}
-	for _, oc := range in.outcomes {
-		for i, r := range oc.runs {
-			p("| %s | %d | %.2f | %d | %s | %d | %d | %.2f | %.2f |\n", oc.sc.name, i+1, r.running, r.sink, thousands(r.rate), r.checkpoints, r.restarts, r.cpu.own, r.cpu.others)
+	p("(for ebbflow including start-up and shutdown), and what everything else on the machine used meanwhile ")
+	p("(from /proc/stat, including kernel threads and hypervisor steal) — a run that competed with other work shows it there. ")
+	p("Runs are in the order they ran within each scenario; discarded runs are listed but not counted.\n\n")
+	p("| Scenario | run | running s | sink records | records/s | checkpoints | restarts | CPU, own | CPU, others | counted |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	all := append([]outcome{in.ref, in.tuned}, in.outcomes...)
+	for _, oc := range all {
+		n := 0
+		for _, r := range oc.ordered() {
+			status, ckpt, restarts := "yes", "—", "—"
+			switch {
+			case r.discarded:
+				status = "no (others > max)"
+			case r.disturbed:
+				status = "yes *"
+			}
+			if oc.sc.job != "" {
+				ckpt, restarts = strconv.Itoa(r.checkpoints), strconv.Itoa(r.restarts)
+			}
+			n++
+			p("| %s | %d | %.2f | %d | %s | %s | %s | %.2f | %.2f | %s |\n", oc.sc.name, n, r.running, r.sink, thousands(r.rate), ckpt, restarts, r.cpu.own, r.cpu.others, status)
 		}
 	}
 	return b.String()
+}
+
+func (oc outcome) disturbedRuns() int {
+	n := 0
+	for _, r := range oc.runs {
+		if r.disturbed {
+			n++
+		}
+	}
+	return n
+}
+
+// ordered returns the counted and the discarded runs in the order they ran.
+func (oc outcome) ordered() []result {
+	all := append(slices.Clone(oc.runs), oc.discarded...)
+	slices.SortStableFunc(all, func(a, b result) int { return a.seq - b.seq })
+	return all
 }
 
 func rates(rs []result) []float64 {
@@ -629,10 +708,13 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-func runList(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = human(x)
+func runList(rs []result) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = human(r.rate)
+		if r.disturbed {
+			parts[i] += "*"
+		}
 	}
 	return strings.Join(parts, ", ")
 }
