@@ -774,8 +774,8 @@ func TestS3ContextCancelled(t *testing.T) {
 	}
 	// A large upload stops when its context is cancelled.
 	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	err := s.Put(ctx, "big", make([]byte, 64<<20))
+	time.AfterFunc(200*time.Millisecond, cancel)
+	err := s.Put(ctx, "big", make([]byte, 160<<20))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Put cancelled mid-way: %v, want context.Canceled", err)
 	}

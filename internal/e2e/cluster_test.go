@@ -298,3 +298,46 @@ func TestClusterSavepointRestore(t *testing.T) {
 	}
 	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
 }
+
+// Reactive mode with real processes: a TaskManager joins (planned scale-up
+// through a stop-with-savepoint), then gets SIGTERM (graceful drain:
+// savepoint, redeploy without it, release; it exits 0), and the output is
+// exactly-once.
+func TestClusterScaleUpAndDrain(t *testing.T) {
+	c := newCluster(t, "", "EBBFLOW_JOBMANAGER_STABILIZATION=500ms", "EBBFLOW_JOBMANAGER_COOLDOWN=1s")
+	in, out, args := wcJob(t, c.dir, 40000, 5000)
+	c.jobArgs = args
+	c.taskmanager("tm-1", 2)
+	jm := c.jobmanager("jm-1")
+	jm.waitStatus("running at 2", time.Minute, func(s jobStatus) bool { return s.Phase == "running" && s.Parallelism == 2 })
+	tm2 := c.taskmanager("tm-2", 2)
+	up := jm.waitStatus("scale-up to 4", time.Minute, func(s jobStatus) bool {
+		return s.Parallelism == 4 && len(s.Rescales) >= 1 && s.Rescales[len(s.Rescales)-1].To == 4
+	})
+	r := up.Rescales[len(up.Rescales)-1]
+	if r.Trigger != "scale-up" || !r.Savepoint {
+		t.Fatalf("scale-up rescale %+v: want trigger scale-up through a savepoint", r)
+	}
+	t.Logf("scale-up 2→4 paused %.0f ms", r.PauseMs)
+	if err := tm2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	down := jm.waitStatus("drain to 2", time.Minute, func(s jobStatus) bool {
+		return len(s.Rescales) >= 2 && s.Rescales[len(s.Rescales)-1].Trigger == "drain" && s.Rescales[len(s.Rescales)-1].To == 2
+	})
+	d := down.Rescales[len(down.Rescales)-1]
+	if !d.Savepoint {
+		t.Fatalf("drain %+v did not use a savepoint", d)
+	}
+	t.Logf("drain 4→2 paused %.0f ms", d.PauseMs)
+	if code := tm2.wait(30 * time.Second); code != 0 {
+		t.Fatalf("drained taskmanager exit %d:\n%s", code, tm2.stderr())
+	}
+	if !strings.Contains(tm2.stderr(), "released") {
+		t.Fatalf("drained taskmanager was not released by the JobManager:\n%s", tm2.stderr())
+	}
+	if code := jm.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
+	}
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
