@@ -341,3 +341,61 @@ func TestClusterScaleUpAndDrain(t *testing.T) {
 	}
 	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
 }
+
+// Checkpoints in a real MinIO: the job runs with s3:// storage, MinIO is
+// stopped for a few checkpoint intervals and started again; checkpoints in
+// the outage are declined, the job keeps running, and the output stays
+// exactly-once.
+func TestClusterS3CheckpointsSurviveOutage(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	c := newCluster(t, "s3://ebbflow-e2e/checkpoints",
+		"EBBFLOW_S3_ENDPOINT="+m.Endpoint, "EBBFLOW_S3_ACCESS_KEY="+m.AccessKey, "EBBFLOW_S3_SECRET_KEY="+m.SecretKey,
+		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true", "EBBFLOW_CHECKPOINT_TOLERABLE_FAILURES=1000", "EBBFLOW_CHECKPOINT_TIMEOUT=3s")
+	in, out, args := wcJob(t, c.dir, 40000, 5000)
+	c.jobArgs = args
+	c.taskmanager("tm-1", 2)
+	c.taskmanager("tm-2", 1)
+	jm := c.jobmanager("jm-1")
+	before := jm.waitStatus("a checkpoint in S3", time.Minute, checkpointed(0))
+	m.Stop()
+	// The outage lasts until checkpoints have failed, not a fixed time.
+	failed := jm.waitStatus("a failed checkpoint during the outage", time.Minute, func(s jobStatus) bool {
+		return s.Phase == "running" && failedCheckpoints(jm) > 0
+	})
+	nFailed := failedCheckpoints(jm)
+	m.Start(t)
+	jm.waitStatus("a checkpoint after the outage", time.Minute, checkpointed(failed.LastCompleted.ID))
+	if code := jm.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
+	}
+	if strings.Contains(jm.stderr(), m.SecretKey) {
+		t.Fatal("the S3 secret key appears in the JobManager's log")
+	}
+	t.Logf("checkpoint %d before the outage, %d failed during it", before.LastCompleted.ID, nFailed)
+	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+}
+
+// failedCheckpoints counts declined, expired and failed checkpoints from
+// the JobManager's history.
+func failedCheckpoints(j *jobmanager) int {
+	resp, err := http.Get("http://" + j.http + "/v1/checkpoints")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var v struct {
+		History []struct {
+			Status string `json:"status"`
+		} `json:"history"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return 0
+	}
+	n := 0
+	for _, h := range v.History {
+		if h.Status != "completed" {
+			n++
+		}
+	}
+	return n
+}
