@@ -67,6 +67,7 @@ type jobStatus struct {
 	Epoch         int64  `json:"epoch"`
 	Parallelism   int    `json:"parallelism"`
 	Restarts      int    `json:"restarts"`
+	Slots         int    `json:"slots"`
 	LastCompleted *struct {
 		ID int64 `json:"id"`
 	} `json:"lastCompleted"`
