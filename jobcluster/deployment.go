@@ -108,6 +108,7 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 			return nil
 		}
 		jm.conns[e.c.id] = e.c
+		delete(jm.unreachable, e.c.id)
 		jm.updateSlots()
 		info := jm.tms[e.c.id]
 		jm.step(ctx, reactive.Event{Kind: reactive.Joined, TM: e.c.id, Slots: info.Slots})
@@ -116,7 +117,12 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		}
 	case evConnErr:
 		delete(jm.dialing, e.id)
-		jm.log.Warn("taskmanager unreachable", zap.String("taskmanager", e.id), zap.Error(e.err))
+		if !jm.unreachable[e.id] {
+			jm.unreachable[e.id] = true
+			jm.log.Warn("taskmanager unreachable; retrying while it is registered", zap.String("taskmanager", e.id), zap.Error(e.err))
+		} else {
+			jm.log.Debug("taskmanager still unreachable", zap.String("taskmanager", e.id), zap.Error(e.err))
+		}
 		if info, ok := jm.tms[e.id]; ok && ctx.Err() == nil {
 			// Retry while it is registered.
 			jm.dialing[e.id] = true
@@ -557,7 +563,6 @@ func (jm *JobManager) failDeployment(ctx context.Context, err error) {
 	jm.mu.Lock()
 	jm.status.Restarts++
 	jm.status.LastError = err.Error()
-	jm.status.baseSource, jm.status.baseSink = jm.status.SourceRecords, jm.status.SinkRecords
 	jm.mu.Unlock()
 	jm.cancelDeployment(err.Error())
 	if jm.failures > jm.cfg.MaxRestarts {
@@ -577,6 +582,10 @@ func (jm *JobManager) cancelDeployment(reason string) {
 	if d == nil {
 		return
 	}
+	// Counters are per deployment; keep the totals across deployments.
+	jm.mu.Lock()
+	jm.status.baseSource, jm.status.baseSink = jm.status.SourceRecords, jm.status.SinkRecords
+	jm.mu.Unlock()
 	for tm := range d.tms {
 		_ = jm.send(tm, &control.Message{Kind: control.KindCancel, Attempt: d.attempt, Error: reason})
 	}

@@ -12,9 +12,13 @@ if [ ! -s "$input" ]; then
 	go run ./scripts/gentext -out "$input" -lines 1000000
 fi
 rm -rf "$dir/output"
-echo "running: bin/ebbflow local --data-dir $dir/cluster --fresh --taskmanagers 2 --slots 2 wordcount --input $input --output $dir/output"
-bin/ebbflow local --data-dir "$dir/cluster" --fresh --taskmanagers 2 --slots 2 \
-	wordcount --input "$input" --output "$dir/output"
+# While it runs: at 3s a TaskManager with 2 slots joins (planned scale-up
+# through a stop-with-savepoint), at 7s the newest one drains (as on
+# SIGTERM), at 11s the newest left is killed (as with kill -9).
+scenario="3s:add:2,7s:drain,11s:kill"
+echo "running: bin/ebbflow local --data-dir $dir/cluster --fresh --taskmanagers 2 --slots 1 --scenario $scenario wordcount --input $input --output $dir/output --rate 70000"
+bin/ebbflow local --data-dir "$dir/cluster" --fresh --taskmanagers 2 --slots 1 --scenario "$scenario" \
+	wordcount --input "$input" --output "$dir/output" --rate 70000
 echo
 echo "checking the committed output: each word w seen n times must have exactly the lines w<TAB>1 .. w<TAB>n"
 LC_ALL=C cat "$dir"/output/part-* | awk -F'\t' '

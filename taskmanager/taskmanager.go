@@ -79,6 +79,8 @@ type TaskManager struct {
 	metrics    *tmMetrics
 	released   chan struct{}
 	releaseMu  sync.Once
+	crash      chan struct{}
+	crashOnce  sync.Once
 
 	wg sync.WaitGroup
 }
@@ -107,7 +109,7 @@ func New(cfg Config) (*TaskManager, error) {
 		cfg.DataAdvertise = advertised(dataLn)
 	}
 	log := cfg.Logger.With(zap.String("taskmanager", cfg.ID))
-	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}, released: make(chan struct{})}
+	tm := &TaskManager{cfg: cfg, log: log, ctlLn: ctlLn, dataLn: dataLn, attempts: map[int64]*attempt{}, released: make(chan struct{}), crash: make(chan struct{})}
 	tm.metrics = newTMMetrics(tm)
 	tm.data = network.NewServer(dataLn, 30*time.Second, func(f string, a ...any) { log.Warn(fmt.Sprintf(f, a...)) })
 	return tm, nil
@@ -187,6 +189,11 @@ loop:
 		case <-tm.released:
 			tm.log.Info("released by the JobManager after draining")
 			break loop
+		case <-tm.crash:
+			// Simulated kill -9: connections die, the lease is left to expire.
+			cancel()
+			tm.shutdown()
+			return errors.New("taskmanager: crashed on purpose")
 		}
 	}
 	cancel()
@@ -373,3 +380,8 @@ func advertised(ln net.Listener) string {
 // Released is closed when the JobManager has moved this TaskManager's work
 // elsewhere after it asked to drain.
 func (tm *TaskManager) Released() <-chan struct{} { return tm.released }
+
+// Crash stops the TaskManager the way kill -9 would: its connections close
+// and its etcd lease is left to expire, without deregistering. ebbflow local
+// uses it to demonstrate the loss of a TaskManager in one process.
+func (tm *TaskManager) Crash() { tm.crashOnce.Do(func() { close(tm.crash) }) }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type localFlags struct {
 	parallelism  int
 	logLevel     string
 	quiet        bool
+	scenario     string
+	stabilize    time.Duration
+	cooldown     time.Duration
 }
 
 func localCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
@@ -62,6 +66,9 @@ job from its latest checkpoint; --fresh starts over.`,
 	fl.IntVar(&f.parallelism, "parallelism", 0, "cap on the job's parallelism (0 = every slot, up to max parallelism)")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "print only the summary")
+	fl.StringVar(&f.scenario, "scenario", "", "membership changes while the job runs, e.g. \"3s:add:2,7s:drain,11s:kill\" (add a TaskManager with N slots; drain = SIGTERM the newest TaskManager; kill = crash the newest, like kill -9)")
+	fl.DurationVar(&f.stabilize, "stabilization", time.Second, "the slot count must be stable this long before a rescale")
+	fl.DurationVar(&f.cooldown, "cooldown", 2*time.Second, "least time between two planned rescales")
 	return cmd
 }
 
@@ -83,7 +90,50 @@ func (f *localFlags) validate() error {
 	if _, err := zapcore.ParseLevel(f.logLevel); err != nil {
 		return usageError("--log-level: %v", err)
 	}
+	if _, err := parseScenario(f.scenario); err != nil {
+		return err
+	}
+	if f.stabilize < 0 || f.cooldown < 0 {
+		return usageError("--stabilization and --cooldown must not be negative")
+	}
 	return nil
+}
+
+type scenarioStep struct {
+	at     time.Duration
+	action string // add, drain, kill
+	slots  int
+}
+
+func parseScenario(s string) ([]scenarioStep, error) {
+	var out []scenarioStep
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Split(strings.TrimSpace(part), ":")
+		if len(f) < 2 {
+			return nil, usageError("--scenario step %q: want AT:add[:SLOTS], AT:drain or AT:kill", part)
+		}
+		at, err := time.ParseDuration(f[0])
+		if err != nil || at < 0 {
+			return nil, usageError("--scenario step %q: bad time %q", part, f[0])
+		}
+		st := scenarioStep{at: at, action: f[1], slots: 1}
+		switch f[1] {
+		case "add":
+			if len(f) == 3 {
+				if st.slots, err = strconv.Atoi(f[2]); err != nil || st.slots < 1 {
+					return nil, usageError("--scenario step %q: bad slot count %q", part, f[2])
+				}
+			}
+		case "drain", "kill":
+		default:
+			return nil, usageError("--scenario step %q: unknown action %q (add, drain, kill)", part, f[1])
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
 
 func consoleLogger(level string, w io.Writer) *zap.Logger {
@@ -165,31 +215,49 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 		Cluster: clusterID, ID: "jobmanager", Job: name, Args: jobArgs, Graph: g, Etcd: cli, Storage: storage,
 		CheckpointInterval: f.interval, Retain: f.retain, Parallelism: f.parallelism,
 		WaitForSlots: f.taskManagers * f.slots, SessionTTL: 5 * time.Second, Logger: log,
+		SlotsStable: f.stabilize, Cooldown: f.cooldown, DrainTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		return err
 	}
+	steps, _ := parseScenario(f.scenario)
+	start := time.Now()
+	tmCtx, stopTMs := context.WithCancel(context.Background())
+	defer stopTMs()
+	var tmGroup errgroup.Group
 	var tms []*taskmanager.TaskManager
-	for i := 1; i <= f.taskManagers; i++ {
+	nextTM := 0
+	addTM := func(slots int) (*taskmanager.TaskManager, error) {
+		nextTM++
 		tm, err := taskmanager.New(taskmanager.Config{
-			ID: fmt.Sprintf("tm-%d", i), Cluster: clusterID, Slots: f.slots,
+			ID: fmt.Sprintf("tm-%d", nextTM), Cluster: clusterID, Slots: slots,
 			ControlBind: "127.0.0.1:0", DataBind: "127.0.0.1:0", LeaseTTL: 3 * time.Second,
 			Etcd: cli, Jobs: jobs, Logger: log,
 			OpenStorage: func(string) (checkpoint.Storage, error) { return storage, nil },
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tms = append(tms, tm)
+		tmGroup.Go(func() error {
+			err := tm.Run(tmCtx)
+			if err != nil && tmCtx.Err() == nil && !strings.Contains(err.Error(), "crashed on purpose") {
+				log.Warn("taskmanager stopped", zap.String("taskmanager", tm.ID()), zap.Error(err))
+			}
+			return nil
+		})
+		return tm, nil
 	}
-
-	start := time.Now()
-	tmCtx, stopTMs := context.WithCancel(context.Background())
-	defer stopTMs()
-	var tmGroup errgroup.Group
-	for _, tm := range tms {
-		tmGroup.Go(func() error { return tm.Run(tmCtx) })
+	for i := 0; i < f.taskManagers; i++ {
+		if _, err := addTM(f.slots); err != nil {
+			return err
+		}
 	}
+	scenarioDone := make(chan struct{})
+	go func() {
+		defer close(scenarioDone)
+		runScenario(ctx, steps, start, stdout, f.quiet, addTM, func() []*taskmanager.TaskManager { return tms })
+	}()
 	progressDone := make(chan struct{})
 	progressStopped := make(chan struct{})
 	go func() {
@@ -199,6 +267,7 @@ func runLocal(ctx context.Context, jobs Jobs, f localFlags, args []string, stdou
 	runErr := jm.Run(ctx)
 	close(progressDone)
 	<-progressStopped
+	<-scenarioDone
 	stopTMs()
 	tmErr := tmGroup.Wait()
 
@@ -264,6 +333,7 @@ func progress(jm *jobcluster.JobManager, quiet bool, w io.Writer, start time.Tim
 	var last int64
 	lastAt := start
 	announced := false
+	printed := 0
 	for {
 		select {
 		case <-done:
@@ -273,6 +343,15 @@ func progress(jm *jobcluster.JobManager, quiet bool, w io.Writer, start time.Tim
 			if !announced && st.ResumedFrom > 0 {
 				announced = true
 				fmt.Fprintf(w, "resuming the unfinished job from checkpoint %d\n", st.ResumedFrom)
+			}
+			for ; printed < len(st.Rescales); printed++ {
+				r := st.Rescales[printed]
+				how := fmt.Sprintf("from checkpoint %d", r.Snapshot)
+				if r.Savepoint {
+					how = fmt.Sprintf("stop-with-savepoint %d (%.0f ms, %s)", r.Snapshot, r.SnapshotMs, humanBytes(r.StateBytes))
+				}
+				fmt.Fprintf(w, "rescaled %d -> %d (%s) %s: paused %.0f ms (deploy+restore %.0f ms, first record %.0f ms)\n",
+					r.From, r.To, r.Trigger, how, r.PauseMs, r.DeployMs, r.FirstOutMs)
 			}
 			if quiet {
 				continue
@@ -306,4 +385,47 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// runScenario carries out --scenario steps at their times. drain and kill
+// act on the newest TaskManager that is still running.
+func runScenario(ctx context.Context, steps []scenarioStep, start time.Time, w io.Writer, quiet bool,
+	add func(int) (*taskmanager.TaskManager, error), list func() []*taskmanager.TaskManager) {
+	gone := map[*taskmanager.TaskManager]bool{}
+	for _, st := range steps {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(st.at))):
+		}
+		switch st.action {
+		case "add":
+			tm, err := add(st.slots)
+			if err == nil {
+				fmt.Fprintf(w, "scenario: added %s with %d slots\n", tm.ID(), st.slots)
+			}
+		case "drain", "kill":
+			tms := list()
+			var tm *taskmanager.TaskManager
+			for i := len(tms) - 1; i >= 0; i-- {
+				if !gone[tms[i]] {
+					tm = tms[i]
+					break
+				}
+			}
+			if tm == nil {
+				continue
+			}
+			gone[tm] = true
+			if st.action == "kill" {
+				fmt.Fprintf(w, "scenario: killing %s (like kill -9)\n", tm.ID())
+				tm.Crash()
+				continue
+			}
+			fmt.Fprintf(w, "scenario: draining %s (like SIGTERM)\n", tm.ID())
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = tm.SetDraining(dctx)
+			cancel()
+		}
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 var common = strings.Fields(`the of and to a in is it you that he was for on are with as I his they be at one
@@ -58,7 +60,8 @@ func main() {
 		for j := 0; j < n; j++ {
 			word := dict[zipf.Uint64()]
 			if j == 0 || rng.IntN(20) == 0 {
-				word = strings.ToUpper(word[:1]) + word[1:]
+				r, size := utf8.DecodeRuneInString(word)
+				word = string(unicode.ToUpper(r)) + word[size:]
 			}
 			w.WriteString(word)
 			switch r := rng.IntN(30); {
