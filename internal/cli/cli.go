@@ -55,7 +55,7 @@ func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stde
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(localCommand(jobs, stdout, stderr), jobsCommand(jobs, stdout),
-		jobmanagerCommand(jobs, stdout, stderr), taskmanagerCommand(jobs, stderr), savepointCommand(stdout))
+		jobmanagerCommand(jobs, stdout, stderr), taskmanagerCommand(jobs, stderr), savepointCommand(stdout), rescalesCommand(stdout))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

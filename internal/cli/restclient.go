@@ -41,3 +41,20 @@ func doSavepoint(req *http.Request, want int) (jobcluster.SavepointStatus, error
 	}
 	return sp, nil
 }
+
+func getRescales(ctx context.Context, base string) ([]jobcluster.RescaleRecord, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/rescales", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("JobManager at %s: %w", req.URL.Host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("JobManager at %s: %s", req.URL.Host, resp.Status)
+	}
+	var recs []jobcluster.RescaleRecord
+	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+		return nil, fmt.Errorf("JobManager at %s: bad answer: %w", req.URL.Host, err)
+	}
+	return recs, nil
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -376,5 +377,39 @@ func savepointCommand(stdout io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "jobmanager", "", "JobManager REST address (http://host:port)")
 	cmd.Flags().DurationVar(&wait, "timeout", 2*time.Minute, "how long to wait for the savepoint to complete")
+	return cmd
+}
+
+func rescalesCommand(stdout io.Writer) *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "rescales --jobmanager URL",
+		Short: "Print the job's rescale history: trigger, old -> new parallelism, snapshot, time per phase",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr == "" {
+				return usageError("--jobmanager is required (e.g. http://jobmanager:8081)")
+			}
+			base := strings.TrimSuffix(addr, "/")
+			if !strings.Contains(base, "://") {
+				base = "http://" + base
+			}
+			recs, err := getRescales(cmd.Context(), base)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%-24s %-15s %9s %10s %10s %10s %10s %10s\n", "started", "trigger", "p", "snapshot", "snap ms", "deploy ms", "first ms", "pause ms")
+			for _, r := range recs {
+				snap := strconv.FormatInt(r.Snapshot, 10)
+				if r.Savepoint {
+					snap = "sp " + snap
+				}
+				fmt.Fprintf(stdout, "%-24s %-15s %4d->%-4d %10s %10.0f %10.0f %10.0f %10.0f\n", r.StartedAt.Format(time.RFC3339), r.Trigger, r.From, r.To, snap,
+					r.SnapshotMs, r.DeployMs, r.FirstOutMs, r.PauseMs)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "jobmanager", "", "JobManager REST address (http://host:port)")
 	return cmd
 }

@@ -331,6 +331,10 @@ func TestClusterScaleUpAndDrain(t *testing.T) {
 		t.Fatalf("drain %+v did not use a savepoint", d)
 	}
 	t.Logf("drain 4→2 paused %.0f ms", d.PauseMs)
+	hist, err := exec.Command(binary, "rescales", "--jobmanager", jm.http).CombinedOutput()
+	if err != nil || !strings.Contains(string(hist), "scale-up") || !strings.Contains(string(hist), "drain") {
+		t.Fatalf("ebbflow rescales: %v\n%s", err, hist)
+	}
 	if code := tm2.wait(30 * time.Second); code != 0 {
 		t.Fatalf("drained taskmanager exit %d:\n%s", code, tm2.stderr())
 	}
