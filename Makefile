@@ -5,7 +5,7 @@ LDFLAGS   := -s -w
 DEMO_DIR  ?= demo-data
 RACE_PKGS := ./examples/... ./network/... ./internal/task/... ./taskmanager/... ./jobcluster/... ./checkpoint/... ./state/... ./connectors/... ./internal/cli/...
 
-.PHONY: build demo test test-unit test-race e2e bench lint fmt vet clean
+.PHONY: build demo test test-unit test-race e2e bench bench-rescale lint fmt vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ebbflow
@@ -45,3 +45,8 @@ vet: fmt
 
 clean:
 	rm -rf bin $(DEMO_DIR) .ebbflow-local
+
+# Rescale pauses with real etcd, MinIO and processes (docs/benchmarks.md).
+bench-rescale: build
+	@eval "$$(scripts/tools.sh)" && export EBBFLOW_ETCD_BIN EBBFLOW_MINIO_BIN && \
+		$(GO) run ./scripts/benchrescale -bin $(BIN) $(BENCH_RESCALE_FLAGS)

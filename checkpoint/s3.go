@@ -474,8 +474,8 @@ func (s *S3) put(ctx context.Context, name string, data []byte, ifAbsent bool) e
 	}
 	for attempt := 0; ; attempt++ {
 		if uint64(len(data)) <= s.partSize {
-			// One PUT (DisableMultipart: minio-go's own threshold is 16 MiB
-			// whatever our part size).
+			// One PUT. DisableMultipart because minio-go, given no part
+			// size, would switch to its own multipart path above 16 MiB.
 			single := opts
 			single.DisableMultipart = true
 			_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), single)

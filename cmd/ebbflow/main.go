@@ -6,6 +6,7 @@ package main
 import (
 	"github.com/ebbflow/ebbflow"
 	"github.com/ebbflow/ebbflow/examples/passthrough"
+	"github.com/ebbflow/ebbflow/examples/statebench"
 	"github.com/ebbflow/ebbflow/examples/wordcount"
 )
 
@@ -13,5 +14,6 @@ func main() {
 	app := ebbflow.NewApp("ebbflow")
 	wordcount.Register(app)
 	passthrough.Register(app)
+	statebench.Register(app)
 	app.Main()
 }
