@@ -355,6 +355,29 @@ func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
 }
 
 func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Message) error {
+	if m.Kind == control.KindStats && m.Stats != nil {
+		// Counters of every attempt, also of cancelled ones (their last
+		// report comes after the cancel), so totals count each record
+		// emitted once per emission: a total above the input means replay.
+		per := jm.attemptStats[m.Attempt]
+		if per == nil {
+			per = map[string]control.Stats{}
+			jm.attemptStats[m.Attempt] = per
+		}
+		per[m.TM] = *m.Stats
+		var s control.Stats
+		for _, byTM := range jm.attemptStats {
+			for _, x := range byTM {
+				s.SourceRecords += x.SourceRecords
+				s.SinkRecords += x.SinkRecords
+			}
+		}
+		jm.mu.Lock()
+		jm.status.SourceRecords = s.SourceRecords
+		jm.status.SinkRecords = s.SinkRecords
+		jm.mu.Unlock()
+		return nil
+	}
 	d := jm.dep
 	if d == nil || m.Attempt != d.attempt {
 		return nil // a report about an attempt that is over
@@ -427,19 +450,6 @@ func (jm *JobManager) handleMsg(ctx context.Context, c *tmConn, m *control.Messa
 				d.finalID = 0
 			}
 			jm.rescaleSnapshotFailed(ctx, m.ID)
-		}
-	case control.KindStats:
-		if m.Stats != nil {
-			d.stats[m.TM] = *m.Stats
-			var s control.Stats
-			for _, x := range d.stats {
-				s.SourceRecords += x.SourceRecords
-				s.SinkRecords += x.SinkRecords
-			}
-			jm.mu.Lock()
-			jm.status.SourceRecords = jm.status.baseSource + s.SourceRecords
-			jm.status.SinkRecords = jm.status.baseSink + s.SinkRecords
-			jm.mu.Unlock()
 		}
 	case control.KindFirstRecord:
 		if !d.firstRecord {
@@ -582,10 +592,7 @@ func (jm *JobManager) cancelDeployment(reason string) {
 	if d == nil {
 		return
 	}
-	// Counters are per deployment; keep the totals across deployments.
-	jm.mu.Lock()
-	jm.status.baseSource, jm.status.baseSink = jm.status.SourceRecords, jm.status.SinkRecords
-	jm.mu.Unlock()
+
 	for tm := range d.tms {
 		_ = jm.send(tm, &control.Message{Kind: control.KindCancel, Attempt: d.attempt, Error: reason})
 	}

@@ -46,24 +46,25 @@ type JobManager struct {
 	wg     sync.WaitGroup
 
 	// state owned by the event loop
-	tms         map[string]cluster.TaskManagerInfo
-	conns       map[string]*tmConn
-	dialing     map[string]bool
-	unreachable map[string]bool
-	slotsSince  time.Time
-	lastSlots   int
-	machine     *reactive.Machine
-	rescale     *rescale
-	deferred    *rescale // a restart waiting for its backoff
-	lastWait    string
-	attemptNo   int64
-	lastID      int64 // last checkpoint id used
-	latest      *cluster.CheckpointPointer
-	dep         *deployment
-	failures    int
-	chkFails    int // consecutive failed checkpoints
-	restartAt   time.Time
-	finished    bool
+	tms          map[string]cluster.TaskManagerInfo
+	conns        map[string]*tmConn
+	dialing      map[string]bool
+	unreachable  map[string]bool
+	attemptStats map[int64]map[string]control.Stats
+	slotsSince   time.Time
+	lastSlots    int
+	machine      *reactive.Machine
+	rescale      *rescale
+	deferred     *rescale // a restart waiting for its backoff
+	lastWait     string
+	attemptNo    int64
+	lastID       int64 // last checkpoint id used
+	latest       *cluster.CheckpointPointer
+	dep          *deployment
+	failures     int
+	chkFails     int // consecutive failed checkpoints
+	restartAt    time.Time
+	finished     bool
 
 	mu         sync.Mutex
 	status     Status
@@ -115,7 +116,7 @@ func New(cfg Config) (*JobManager, error) {
 	}
 	jm := &JobManager{cfg: cfg, log: cfg.Logger.With(zap.String("jobmanager", cfg.ID), zap.String("job", cfg.Job)),
 		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{},
-		unreachable: map[string]bool{}, savepoints: map[int64]*SavepointStatus{}}
+		unreachable: map[string]bool{}, attemptStats: map[int64]map[string]control.Stats{}, savepoints: map[int64]*SavepointStatus{}}
 	jm.metrics = newMetrics(jm)
 	m, err := jm.newMachine()
 	if err != nil {

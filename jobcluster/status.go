@@ -44,8 +44,6 @@ type Status struct {
 	Rescales      []RescaleRecord   `json:"rescales"`
 	FinishedAt    time.Time         `json:"finishedAt,omitzero"`
 	LastCompleted *CheckpointRecord `json:"lastCompleted,omitempty"`
-
-	baseSource, baseSink int64
 }
 
 // maxHistory bounds the checkpoint history kept in memory.

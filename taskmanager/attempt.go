@@ -204,9 +204,12 @@ func (a *attempt) command(m *control.Message) {
 	}
 }
 
-// stop cancels every task and waits for them. Safe to call twice.
+// stop cancels every task and waits for them, then reports the attempt's
+// final counters. Safe to call twice.
 func (a *attempt) stop() {
+	first := false
 	a.once.Do(func() {
+		first = true
 		a.cancel()
 		for _, rt := range a.tasks {
 			if rt.gate != nil {
@@ -215,6 +218,9 @@ func (a *attempt) stop() {
 		}
 	})
 	a.wg.Wait()
+	if first {
+		a.sendStats()
+	}
 }
 
 // listener reports a task's events to the JobManager.
