@@ -34,6 +34,37 @@
 //	final        uvarint length, then the file name
 //
 // with names relative to the sink's folder.
+//
+// # S3 outputs
+//
+// A dir of the form s3://bucket/prefix writes to an S3 (or S3-compatible)
+// bucket instead, with the same contract. The connection comes from the
+// environment variables the server roles use for S3 checkpoints:
+//
+//	EBBFLOW_S3_ENDPOINT         host:port, without a scheme
+//	EBBFLOW_S3_ACCESS_KEY       access key
+//	EBBFLOW_S3_SECRET_KEY       secret key (never logged nor in errors), or
+//	EBBFLOW_S3_SECRET_KEY_FILE  a file holding it
+//	EBBFLOW_S3_TLS              use https (default true)
+//	EBBFLOW_S3_REGION           region (looked up from the bucket if unset)
+//	EBBFLOW_S3_CA_FILE          PEM bundle of extra CAs to trust
+//	EBBFLOW_S3_CREATE_BUCKET    create the bucket if missing (default false)
+//
+// Each transaction is one multipart upload to the final key
+// prefix/part-<attempt:06d>-<subtask:04d>-<seq:06d>: records are buffered
+// in memory and go up as a part every 8 MiB, PreCommit uploads the rest as
+// the last part, and Commit completes the upload (with If-None-Match: *, so
+// that no committed object is ever overwritten), which is when the object
+// becomes visible. A committable (version 2) holds the object name, the
+// upload ID and the part numbers and ETags. Commit is idempotent: an upload
+// that is gone while its object exists was committed before; if both are
+// gone the output is lost and Commit fails naming the object. Subtask 0
+// aborts incomplete uploads of older attempts that are not among the
+// restored committables. Some stores (MinIO) list incomplete uploads only by
+// exact key; there, only the uploads that follow those of the committables
+// are found, and others are left to the store's expiry of stale uploads
+// (MinIO: 24 hours; AWS: a lifecycle rule AbortIncompleteMultipartUpload).
+// They are never visible as output either way.
 package filesink
 
 import (
@@ -62,6 +93,9 @@ const (
 // files in dir. format appends the bytes of v's line, without the newline,
 // to dst and returns the extended slice; the sink adds the '\n'.
 func Lines[T any](dir string, format func(dst []byte, v T) []byte) ebbflow.SinkConnector[T] {
+	if isS3(dir) {
+		return &s3Connector[T]{dir: dir, format: format}
+	}
 	return &connector[T]{dir: dir, format: format}
 }
 
@@ -161,8 +195,12 @@ func committedFiles(dir string) ([]string, error) {
 }
 
 // Check makes sure dir exists, creating it if needed, and is writable. The
-// error names dir.
+// error names dir. For an s3:// dir it validates the EBBFLOW_S3_* settings
+// and reaches the bucket, creating it if EBBFLOW_S3_CREATE_BUCKET allows.
 func Check(dir string) error {
+	if isS3(dir) {
+		return checkS3(dir)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("filesink: cannot create output folder %s: %w", dir, err)
 	}
@@ -181,6 +219,9 @@ func Check(dir string) error {
 // ReadCommitted returns the lines of the committed part files in dir, files
 // in name order and lines in file order.
 func ReadCommitted(dir string) ([]string, error) {
+	if isS3(dir) {
+		return readCommittedS3(dir)
+	}
 	names, err := committedFiles(dir)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,745 @@
+package filesink
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/ebbflow/ebbflow"
+	"github.com/ebbflow/ebbflow/checkpoint"
+)
+
+const (
+	s3CommittableVersion = 2
+	// s3PartSize is the buffered size at which a transaction's records go
+	// up as one part of its multipart upload.
+	s3PartSize = 8 << 20
+	s3MaxParts = 10000
+	// s3OpTimeout bounds one S3 request (minio-go retries included).
+	s3OpTimeout = 5 * time.Minute
+	// s3OpenRetryFor bounds the retries of transient failures of the first
+	// request to the bucket (a server that answers "ready" early).
+	s3OpenRetryFor = 5 * time.Second
+)
+
+// Environment variables of the S3 connection of s3:// outputs.
+const (
+	envS3Endpoint      = "EBBFLOW_S3_ENDPOINT"
+	envS3AccessKey     = "EBBFLOW_S3_ACCESS_KEY"
+	envS3SecretKey     = "EBBFLOW_S3_SECRET_KEY"
+	envS3SecretKeyFile = "EBBFLOW_S3_SECRET_KEY_FILE"
+	envS3TLS           = "EBBFLOW_S3_TLS"
+	envS3Region        = "EBBFLOW_S3_REGION"
+	envS3CAFile        = "EBBFLOW_S3_CA_FILE"
+	envS3CreateBucket  = "EBBFLOW_S3_CREATE_BUCKET"
+)
+
+// s3KeyNames rewrites checkpoint.S3Config's messages, which name s3.* keys,
+// to name the environment variables the sink reads them from.
+var s3KeyNames = strings.NewReplacer(
+	"checkpoint: ", "",
+	"s3.secret-key-file", envS3SecretKeyFile,
+	"s3.secret-key", envS3SecretKey,
+	"s3.access-key", envS3AccessKey,
+	"s3.endpoint", envS3Endpoint,
+	"s3.region", envS3Region,
+	"s3.tls", envS3TLS,
+	"s3.ca-file", envS3CAFile,
+	"s3.create-bucket", envS3CreateBucket,
+)
+
+func isS3(dir string) bool { return strings.HasPrefix(dir, "s3://") }
+
+// s3Store is a connection to the bucket of an s3:// output.
+type s3Store struct {
+	client   *minio.Client
+	core     minio.Core
+	tr       *http.Transport
+	bucket   string
+	prefix   string // without slashes at either end; "" is the bucket root
+	endpoint string
+}
+
+// parseS3Dir splits s3://bucket/prefix. Errors never echo credentials that
+// were misplaced in the URL.
+func parseS3Dir(dir string) (bucket, prefix string, err error) {
+	u, perr := url.Parse(dir)
+	if perr != nil || u.Scheme != "s3" {
+		return "", "", errors.New("filesink: s3 output: want s3://bucket/prefix")
+	}
+	if u.User != nil {
+		return "", "", fmt.Errorf("filesink: s3 output s3://[redacted]@%s: credentials do not belong in the URL; use %s and %s", u.Host, envS3AccessKey, envS3SecretKeyFile)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", "", fmt.Errorf("filesink: s3 output %q: want s3://bucket/prefix, without a query or fragment", dir)
+	}
+	bucket = u.Host
+	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
+		return "", "", fmt.Errorf("filesink: s3 output %q: bucket %q: %v", dir, bucket, err)
+	}
+	prefix = strings.Trim(u.Path, "/")
+	if prefix != "" {
+		for _, seg := range strings.Split(prefix, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				return "", "", fmt.Errorf("filesink: s3 output %q: bad prefix %q", dir, prefix)
+			}
+		}
+	}
+	return bucket, prefix, nil
+}
+
+// s3ConfigFromEnv reads the connection settings of an s3:// output from the
+// EBBFLOW_S3_* environment and validates them.
+func s3ConfigFromEnv(dir string) (checkpoint.S3Config, error) {
+	cfg := checkpoint.S3Config{
+		URL:           dir,
+		Endpoint:      os.Getenv(envS3Endpoint),
+		Region:        os.Getenv(envS3Region),
+		AccessKey:     os.Getenv(envS3AccessKey),
+		SecretKey:     os.Getenv(envS3SecretKey),
+		SecretKeyFile: os.Getenv(envS3SecretKeyFile),
+		CAFile:        os.Getenv(envS3CAFile),
+		UseTLS:        true,
+	}
+	for _, b := range []struct {
+		env string
+		v   *bool
+	}{{envS3TLS, &cfg.UseTLS}, {envS3CreateBucket, &cfg.CreateBucket}} {
+		if s := os.Getenv(b.env); s != "" {
+			v, err := strconv.ParseBool(s)
+			if err != nil {
+				return cfg, fmt.Errorf("filesink: %s=%q: want true or false", b.env, s)
+			}
+			*b.v = v
+		}
+	}
+	if _, _, err := parseS3Dir(dir); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		// The message names the s3.* key; name its variable instead.
+		return cfg, fmt.Errorf("filesink: s3 output %s: %s", dir, s3KeyNames.Replace(err.Error()))
+	}
+	return cfg, nil
+}
+
+// s3Secret returns the secret key of a validated configuration.
+func s3Secret(cfg checkpoint.S3Config) (string, error) {
+	if cfg.SecretKey != "" {
+		return cfg.SecretKey, nil
+	}
+	b, err := os.ReadFile(cfg.SecretKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("filesink: %s %q: cannot read it", envS3SecretKeyFile, cfg.SecretKeyFile)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// openS3 connects to the bucket of dir, checking that it exists (creating it
+// if EBBFLOW_S3_CREATE_BUCKET allows).
+func openS3(dir string) (*s3Store, error) {
+	cfg, err := s3ConfigFromEnv(dir)
+	if err != nil {
+		return nil, err
+	}
+	bucket, prefix, _ := parseS3Dir(dir)
+	secret, err := s3Secret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := minio.DefaultTransport(cfg.UseTLS)
+	if err != nil {
+		return nil, fmt.Errorf("filesink: S3 transport: %w", err)
+	}
+	if cfg.CAFile != "" {
+		b, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("filesink: %s %q: cannot read it", envS3CAFile, cfg.CAFile)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM(b) // (Validate checked that it holds one)
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, secret, ""),
+		Secure:    cfg.UseTLS,
+		Transport: tr,
+		Region:    cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("filesink: %s %q: %w", envS3Endpoint, cfg.Endpoint, err)
+	}
+	client.SetAppInfo("ebbflow-filesink", "1")
+	s := &s3Store{client: client, core: minio.Core{Client: client}, tr: tr, bucket: bucket, prefix: prefix, endpoint: cfg.Endpoint}
+	if err := s.checkBucket(cfg.CreateBucket, cfg.Region); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *s3Store) checkBucket(create bool, region string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s3OpTimeout)
+	defer cancel()
+	var ok bool
+	var err error
+	delay := 100 * time.Millisecond
+	for deadline := time.Now().Add(s3OpenRetryFor); ; {
+		ok, err = s.client.BucketExists(ctx, s.bucket)
+		if err == nil || !s3Transient(err) || time.Now().Add(delay).After(deadline) {
+			break
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, time.Second)
+	}
+	if err != nil {
+		return s.wrap("open", s.url(), err)
+	}
+	if ok {
+		return nil
+	}
+	if !create {
+		return fmt.Errorf("filesink: %s: bucket %q does not exist at %s; create it, or set %s=true to let ebbflow create it", s.url(), s.bucket, s.endpoint, envS3CreateBucket)
+	}
+	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region}); err != nil {
+		switch minio.ToErrorResponse(err).Code {
+		case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
+			return nil
+		}
+		return s.wrap(fmt.Sprintf("create bucket %q for", s.bucket), s.url(), err)
+	}
+	return nil
+}
+
+func s3Transient(err error) bool {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && resp.Code != "" {
+		return resp.StatusCode >= 500 || resp.Code == "XMinioServerNotInitialized" || resp.Code == "SlowDown"
+	}
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &cve) || errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
+
+// close releases the idle connections of the store's transport.
+func (s *s3Store) close() { s.tr.CloseIdleConnections() }
+
+func (s *s3Store) url() string {
+	if s.prefix == "" {
+		return "s3://" + s.bucket
+	}
+	return "s3://" + s.bucket + "/" + s.prefix
+}
+
+// key is the S3 key of a name relative to the output prefix.
+func (s *s3Store) key(name string) string {
+	if s.prefix == "" {
+		return name
+	}
+	return s.prefix + "/" + name
+}
+
+// name is the name relative to the output prefix of a key directly under
+// it, or false.
+func (s *s3Store) name(key string) (string, bool) {
+	name := key
+	if s.prefix != "" {
+		var ok bool
+		if name, ok = strings.CutPrefix(key, s.prefix+"/"); !ok {
+			return "", false
+		}
+	}
+	return name, name != "" && !strings.Contains(name, "/")
+}
+
+func (s *s3Store) describe(name string) string { return s.url() + "/" + name }
+
+// wrap translates a minio-go error, naming the operation, the object and the
+// endpoint. (minio-go errors never hold the secret key: it is never sent.)
+func (s *s3Store) wrap(op, what string, err error) error {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && resp.Code != "" {
+		switch resp.Code {
+		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied":
+			return fmt.Errorf("filesink: %s %s: credentials refused by %s (%s: check %s and %s, and their permissions on bucket %q): %w",
+				op, what, s.endpoint, resp.Code, envS3AccessKey, envS3SecretKey, s.bucket, err)
+		case "NoSuchBucket":
+			return fmt.Errorf("filesink: %s %s: bucket %q does not exist at %s: %w", op, what, s.bucket, s.endpoint, err)
+		}
+		if resp.StatusCode == http.StatusBadRequest && strings.Contains(resp.Message, "HTTPS server") {
+			return fmt.Errorf("filesink: %s %s: S3 endpoint %s wants https; set %s=true: %w", op, what, s.endpoint, envS3TLS, err)
+		}
+		return fmt.Errorf("filesink: %s %s: S3 endpoint %s answered %s: %w", op, what, s.endpoint, resp.Code, err)
+	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return fmt.Errorf("filesink: %s %s: the TLS certificate of S3 endpoint %s is not trusted (%s names a CA bundle to trust): %w", op, what, s.endpoint, envS3CAFile, err)
+	}
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
+		return fmt.Errorf("filesink: %s %s: S3 endpoint %s does not speak TLS; set %s=false: %w", op, what, s.endpoint, envS3TLS, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return fmt.Errorf("filesink: %s %s: S3 endpoint %s unreachable: %w", op, what, s.endpoint, err)
+	}
+	return fmt.Errorf("filesink: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
+}
+
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s3OpTimeout)
+}
+
+// committed returns the names of the committed part objects, sorted.
+func (s *s3Store) committed() ([]string, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	var names []string
+	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(finalPrefix), Recursive: true}) {
+		if obj.Err != nil {
+			return nil, s.wrap("list", s.describe(finalPrefix+"*"), obj.Err)
+		}
+		if name, ok := s.name(obj.Key); ok {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// upload is an incomplete multipart upload.
+type upload struct{ name, id string }
+
+// uploads lists the incomplete uploads of keys starting with prefix (a name
+// relative to the output prefix). Some stores (MinIO) list only the
+// uploads of the exact key given.
+func (s *s3Store) uploads(prefix string) ([]upload, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	var out []upload
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(prefix), true) {
+		if u.Err != nil {
+			return nil, s.wrap("list uploads of", s.describe(prefix+"*"), u.Err)
+		}
+		if name, ok := s.name(u.Key); ok {
+			out = append(out, upload{name, u.UploadID})
+		}
+	}
+	return out, nil
+}
+
+func (s *s3Store) abort(name, id string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.core.AbortMultipartUpload(ctx, s.bucket, s.key(name), id); err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+		return s.wrap("abort upload of", s.describe(name), err)
+	}
+	return nil
+}
+
+// checkS3 is Check for an s3:// dir.
+func checkS3(dir string) error {
+	s, err := openS3(dir)
+	if err != nil {
+		return err
+	}
+	s.close()
+	return nil
+}
+
+// readCommittedS3 is ReadCommitted for an s3:// dir.
+func readCommittedS3(dir string) ([]string, error) {
+	s, err := openS3(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	names, err := s.committed()
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, name := range names {
+		b, err := s.get(name)
+		if err != nil {
+			return nil, err
+		}
+		str := string(b)
+		for len(str) > 0 {
+			line, rest, _ := strings.Cut(str, "\n")
+			lines = append(lines, line)
+			str = rest
+		}
+	}
+	return lines, nil
+}
+
+func (s *s3Store) get(name string) ([]byte, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	body, _, _, err := s.core.GetObject(ctx, s.bucket, s.key(name), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, s.wrap("get", s.describe(name), err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, s.wrap("get", s.describe(name), err)
+	}
+	return b, nil
+}
+
+// s3Committable is a pre-committed multipart upload.
+type s3Committable struct {
+	name     string // final object name, relative to the output prefix
+	uploadID string
+	parts    []minio.CompletePart
+}
+
+// encode is
+//
+//	version   byte     2
+//	name      uvarint length, then the object name (relative to the prefix)
+//	upload    uvarint length, then the upload ID
+//	parts     uvarint count, then for each: uvarint number, uvarint length, ETag
+func (c s3Committable) encode() []byte {
+	b := []byte{s3CommittableVersion}
+	b = binary.AppendUvarint(b, uint64(len(c.name)))
+	b = append(b, c.name...)
+	b = binary.AppendUvarint(b, uint64(len(c.uploadID)))
+	b = append(b, c.uploadID...)
+	b = binary.AppendUvarint(b, uint64(len(c.parts)))
+	for _, p := range c.parts {
+		b = binary.AppendUvarint(b, uint64(p.PartNumber))
+		b = binary.AppendUvarint(b, uint64(len(p.ETag)))
+		b = append(b, p.ETag...)
+	}
+	return b
+}
+
+func decodeS3Committable(b []byte) (s3Committable, error) {
+	if len(b) == 0 || b[0] != s3CommittableVersion {
+		return s3Committable{}, errors.New("filesink: unknown s3 committable version")
+	}
+	b = b[1:]
+	bad := errors.New("filesink: malformed s3 committable")
+	uvarint := func() (uint64, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+		return n, true
+	}
+	str := func() (string, bool) {
+		n, ok := uvarint()
+		if !ok || uint64(len(b)) < n {
+			return "", false
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s, true
+	}
+	var c s3Committable
+	var ok bool
+	if c.name, ok = str(); !ok || !strings.HasPrefix(c.name, finalPrefix) || strings.ContainsAny(c.name, `/\`) {
+		return s3Committable{}, bad
+	}
+	if c.uploadID, ok = str(); !ok || c.uploadID == "" {
+		return s3Committable{}, bad
+	}
+	n, ok := uvarint()
+	if !ok || n == 0 || n > s3MaxParts {
+		return s3Committable{}, bad
+	}
+	for i := uint64(0); i < n; i++ {
+		num, ok := uvarint()
+		if !ok || num != i+1 {
+			return s3Committable{}, bad
+		}
+		etag, ok := str()
+		if !ok {
+			return s3Committable{}, bad
+		}
+		c.parts = append(c.parts, minio.CompletePart{PartNumber: int(num), ETag: etag})
+	}
+	if len(b) != 0 {
+		return s3Committable{}, errors.New("filesink: malformed s3 committable: trailing bytes")
+	}
+	return c, nil
+}
+
+// partName parses attempt, subtask and seq out of a part name.
+func partName(name string) (attempt int64, subtask int, seq int64, ok bool) {
+	rest, ok := strings.CutPrefix(name, finalPrefix)
+	if !ok {
+		return 0, 0, 0, false
+	}
+	f := strings.Split(rest, "-")
+	if len(f) != 3 {
+		return 0, 0, 0, false
+	}
+	a, err1 := strconv.ParseInt(f[0], 10, 64)
+	st, err2 := strconv.Atoi(f[1])
+	sq, err3 := strconv.ParseInt(f[2], 10, 64)
+	return a, st, sq, err1 == nil && err2 == nil && err3 == nil
+}
+
+func partFileName(attempt int64, subtask int, seq int64) string {
+	return fmt.Sprintf("%s%06d-%04d-%06d", finalPrefix, attempt, subtask, seq)
+}
+
+type s3Connector[T any] struct {
+	dir    string
+	format func(dst []byte, v T) []byte
+}
+
+// NewWriter connects to the bucket and returns subtask ctx.Subtask's writer;
+// subtask 0 also commits restored committables and aborts leftovers.
+func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T], error) {
+	s, err := openS3(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask}
+	if ctx.Subtask != 0 {
+		return w, nil
+	}
+	if err := w.start(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// start is subtask 0's tidying up when it starts.
+func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
+	if ctx.Restored {
+		if err := w.Commit(ctx.Committables); err != nil {
+			return err
+		}
+	} else if final, err := w.s.committed(); err != nil {
+		return err
+	} else if len(final) > 0 {
+		return ebbflow.Unrecoverable(fmt.Errorf("filesink: output %s already holds committed output of another run (%s); use an empty prefix",
+			w.s.url(), w.s.describe(final[0])))
+	}
+	keep := make(map[string]bool)
+	// Where each (attempt, subtask) of the committables got to: the uploads
+	// that followed are the leftovers to find on stores that list uploads
+	// only by exact key.
+	type writerID struct {
+		attempt int64
+		subtask int
+	}
+	next := make(map[writerID]int64)
+	attempts := make(map[int64]int) // attempt -> subtasks seen
+	for _, b := range ctx.Committables {
+		cm, err := decodeS3Committable(b)
+		if err != nil {
+			continue
+		}
+		keep[cm.uploadID] = true
+		a, st, sq, ok := partName(cm.name)
+		if !ok {
+			continue
+		}
+		id := writerID{a, st}
+		next[id] = max(next[id], sq+1)
+		attempts[a] = max(attempts[a], st+1, ctx.Parallelism)
+	}
+	for a, n := range attempts {
+		for st := 0; st < n; st++ {
+			if _, ok := next[writerID{a, st}]; !ok {
+				next[writerID{a, st}] = 0
+			}
+		}
+	}
+	found, err := w.s.uploads(finalPrefix)
+	if err != nil {
+		return err
+	}
+	for id, seq := range next {
+		for ; ; seq++ {
+			us, err := w.s.uploads(partFileName(id.attempt, id.subtask, seq))
+			if err != nil {
+				return err
+			}
+			if len(us) == 0 {
+				break
+			}
+			found = append(found, us...)
+		}
+	}
+	done := make(map[string]bool)
+	for _, u := range found {
+		a, _, _, ok := partName(u.name)
+		if !ok || a >= ctx.Attempt || keep[u.id] || done[u.id] {
+			continue
+		}
+		done[u.id] = true
+		if err := w.s.abort(u.name, u.id); err != nil {
+			return err
+		}
+		if ctx.Logf != nil {
+			ctx.Logf("filesink: aborted leftover upload of %s of attempt %d", w.s.describe(u.name), a)
+		}
+	}
+	return nil
+}
+
+type s3Writer[T any] struct {
+	s       *s3Store
+	format  func(dst []byte, v T) []byte
+	attempt int64
+	subtask int
+	seq     int64
+
+	buf      []byte // records not uploaded yet
+	name     string // current upload's object name, if uploadID != ""
+	uploadID string
+	parts    []minio.CompletePart
+}
+
+// Write appends v's line to the current transaction, uploading a part once
+// 8 MiB are buffered.
+func (w *s3Writer[T]) Write(v T) error {
+	w.buf = append(w.format(w.buf, v), '\n')
+	if len(w.buf) >= s3PartSize {
+		return w.uploadPart()
+	}
+	return nil
+}
+
+func (w *s3Writer[T]) uploadPart() error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if w.uploadID == "" {
+		name := partFileName(w.attempt, w.subtask, w.seq)
+		id, err := w.s.core.NewMultipartUpload(ctx, w.s.bucket, w.s.key(name), minio.PutObjectOptions{ContentType: "text/plain; charset=utf-8"})
+		if err != nil {
+			return w.s.wrap("start upload of", w.s.describe(name), err)
+		}
+		w.name, w.uploadID, w.parts = name, id, nil
+	}
+	if len(w.parts) >= s3MaxParts {
+		return fmt.Errorf("filesink: %s: transaction too large (more than %d parts of %d MiB); checkpoint more often", w.s.describe(w.name), s3MaxParts, s3PartSize>>20)
+	}
+	n := len(w.parts) + 1
+	p, err := w.s.core.PutObjectPart(ctx, w.s.bucket, w.s.key(w.name), w.uploadID, n, bytes.NewReader(w.buf), int64(len(w.buf)), minio.PutObjectPartOptions{})
+	if err != nil {
+		return w.s.wrap(fmt.Sprintf("upload part %d of", n), w.s.describe(w.name), err)
+	}
+	w.parts = append(w.parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// PreCommit uploads the rest of the transaction as the last part of its
+// upload and returns its committable, or nothing if it is empty.
+func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
+	if len(w.buf) > 0 {
+		if err := w.uploadPart(); err != nil {
+			return nil, fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
+		}
+	}
+	if w.uploadID == "" {
+		return nil, nil
+	}
+	c := s3Committable{name: w.name, uploadID: w.uploadID, parts: w.parts}
+	w.name, w.uploadID, w.parts = "", "", nil
+	if len(c.parts) == 0 {
+		return nil, w.s.abort(c.name, c.uploadID)
+	}
+	w.seq++
+	return [][]byte{c.encode()}, nil
+}
+
+// Commit completes the committables' uploads. It is idempotent, and any
+// writer of the sink may commit any committable.
+func (w *s3Writer[T]) Commit(committables [][]byte) error {
+	for _, b := range committables {
+		c, err := decodeS3Committable(b)
+		if err != nil {
+			return fmt.Errorf("%w (in %s)", err, w.s.url())
+		}
+		if err := w.commit(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *s3Writer[T]) commit(c s3Committable) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	what := w.s.describe(c.name)
+	key := w.s.key(c.name)
+	// If-None-Match: * so that output of another attempt is never
+	// overwritten.
+	opts := minio.PutObjectOptions{}
+	opts.SetMatchETagExcept("*")
+	_, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, key, c.uploadID, c.parts, opts)
+	if err == nil {
+		return nil
+	}
+	switch minio.ToErrorResponse(err).Code {
+	case "NoSuchUpload":
+	case "PreconditionFailed":
+		// The object exists: committed before (the upload is gone), or
+		// written by another attempt (the upload is still there).
+		_, lerr := w.s.core.ListObjectParts(ctx, w.s.bucket, key, c.uploadID, 0, 1)
+		if lerr == nil {
+			return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot commit %s: it already exists (two attempts with the same number wrote to one output)", what))
+		}
+		if minio.ToErrorResponse(lerr).Code != "NoSuchUpload" {
+			return w.s.wrap("complete upload of", what, lerr)
+		}
+	default:
+		return w.s.wrap("complete upload of", what, err)
+	}
+	if _, serr := w.s.client.StatObject(ctx, w.s.bucket, key, minio.StatObjectOptions{}); serr != nil {
+		if minio.ToErrorResponse(serr).Code == "NoSuchKey" {
+			return fmt.Errorf("filesink: cannot commit %s: neither its upload %s nor the object exists: output lost", what, c.uploadID)
+		}
+		return w.s.wrap("stat", what, serr)
+	}
+	return nil // committed before
+}
+
+// Close aborts the current transaction's upload. Pre-committed uploads stay
+// for Commit.
+func (w *s3Writer[T]) Close() error {
+	defer w.s.close()
+	w.buf = nil
+	if w.uploadID == "" {
+		return nil
+	}
+	name, id := w.name, w.uploadID
+	w.name, w.uploadID, w.parts = "", "", nil
+	return w.s.abort(name, id)
+}

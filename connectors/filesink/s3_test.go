@@ -1,0 +1,487 @@
+package filesink
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/ebbflow/ebbflow"
+	"github.com/ebbflow/ebbflow/internal/graph"
+	"github.com/ebbflow/ebbflow/internal/testenv"
+)
+
+func formatStr(dst []byte, v string) []byte { return append(dst, v...) }
+
+// s3Env starts MinIO, points the EBBFLOW_S3_* variables at it and returns
+// the server and a client to inspect the bucket with.
+func s3Env(t *testing.T) (*testenv.MinIO, *minio.Client) {
+	t.Helper()
+	m := testenv.StartMinIO(t)
+	t.Setenv(envS3Endpoint, m.Endpoint)
+	t.Setenv(envS3AccessKey, m.AccessKey)
+	t.Setenv(envS3SecretKey, m.SecretKey)
+	t.Setenv(envS3SecretKeyFile, "")
+	t.Setenv(envS3TLS, "false")
+	t.Setenv(envS3Region, "")
+	t.Setenv(envS3CAFile, "")
+	t.Setenv(envS3CreateBucket, "true")
+	tr, err := minio.DefaultTransport(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return m, c
+}
+
+func newS3Writer(t *testing.T, dir string, ctx ebbflow.SinkContext) ebbflow.SinkWriter[string] {
+	t.Helper()
+	w, err := Lines(dir, formatStr).NewWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func writeS(t *testing.T, w ebbflow.SinkWriter[string], vs ...string) {
+	t.Helper()
+	for _, v := range vs {
+		if err := w.Write(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func preCommitS(t *testing.T, w ebbflow.SinkWriter[string], chk int64) [][]byte {
+	t.Helper()
+	c, err := w.PreCommit(chk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// keys lists every object in the bucket.
+func keys(t *testing.T, c *minio.Client, bucket string) []string {
+	t.Helper()
+	var out []string
+	for obj := range c.ListObjectsIter(context.Background(), bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		out = append(out, obj.Key)
+	}
+	return out
+}
+
+// uploadsOf lists the incomplete uploads of exactly key.
+func uploadsOf(t *testing.T, c *minio.Client, bucket, key string) []string {
+	t.Helper()
+	var out []string
+	for u := range c.ListIncompleteUploads(context.Background(), bucket, key, true) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		if u.Key == key {
+			out = append(out, u.UploadID)
+		}
+	}
+	return out
+}
+
+// big returns n lines of 1 MiB each.
+func big(n int, c byte) []string {
+	line := strings.Repeat(string(c), 1<<20)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = line
+	}
+	return out
+}
+
+func TestS3TwoPhaseVisibility(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://out/run/a"
+	w0 := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 2, Attempt: 1})
+	w1 := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 1, Parallelism: 2, Attempt: 1})
+	if got := preCommitS(t, w0, 1); got != nil {
+		t.Fatalf("empty transaction: %q", got)
+	}
+	writeS(t, w0, "a", "b")
+	writeS(t, w1, "c")
+	chk := append(preCommitS(t, w0, 2), preCommitS(t, w1, 2)...)
+	if len(chk) != 2 {
+		t.Fatalf("committables: %d", len(chk))
+	}
+	writeS(t, w0, "d") // next transaction, in memory
+	if k := keys(t, c, "out"); len(k) != 0 {
+		t.Fatalf("visible before commit: %q", k)
+	}
+	if got := readS3(t, dir); len(got) != 0 {
+		t.Fatalf("committed before commit: %q", got)
+	}
+	if err := w1.Commit(chk); err != nil { // any writer may commit
+		t.Fatal(err)
+	}
+	want := []string{"a", "b", "c"}
+	if got := readS3(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("after commit: %q", got)
+	}
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"run/a/part-000001-0000-000000", "run/a/part-000001-0001-000000"}) {
+		t.Fatalf("keys: %q", k)
+	}
+	// Idempotent, also on restore.
+	if err := w0.Commit(chk); err != nil {
+		t.Fatal(err)
+	}
+	newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 2, Attempt: 2, Restored: true, Committables: chk})
+	if got := readS3(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("after second commit: %q", got)
+	}
+	// Close aborts the transaction in progress: nothing of "d" remains.
+	if err := w0.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("after close: %q", got)
+	}
+}
+
+func readS3(t *testing.T, dir string) []string {
+	t.Helper()
+	lines, err := ReadCommitted(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+func TestS3LargeTransaction(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://big"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	lines := append(big(20, 'x'), "tail")
+	writeS(t, w, lines...)
+	// Two parts of 8 MiB went up already, but nothing is visible.
+	if k := keys(t, c, "big"); len(k) != 0 {
+		t.Fatalf("visible before commit: %q", k)
+	}
+	if u := uploadsOf(t, c, "big", "part-000001-0000-000000"); len(u) != 1 {
+		t.Fatalf("uploads in progress: %q", u)
+	}
+	chk := preCommitS(t, w, 1)
+	cm, err := decodeS3Committable(chk[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.parts) != 3 {
+		t.Fatalf("parts: %+v", cm.parts)
+	}
+	if err := w.Commit(chk); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, lines) {
+		t.Fatalf("read %d lines, want %d", len(got), len(lines))
+	}
+	info, err := c.StatObject(context.Background(), "big", "part-000001-0000-000000", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(20*(1<<20+1) + 5); info.Size != want {
+		t.Fatalf("size %d, want %d", info.Size, want)
+	}
+}
+
+// TestS3CrashRecovery abandons writers of attempt 1 without closing them and
+// restores from checkpoint 2, whose committables were pre-committed but not
+// all committed.
+func TestS3CrashRecovery(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://out/job"
+	var logs []string
+	logf := func(f string, args ...any) { logs = append(logs, fmt.Sprintf(f, args...)) }
+	a0, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Subtask: 0, Parallelism: 2, Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Subtask: 1, Parallelism: 2, Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeS(t, a0, "1", "2")
+	writeS(t, a1, "10", "20")
+	chk1 := append(preCommitS(t, a0, 1), preCommitS(t, a1, 1)...)
+	if err := a0.Commit(chk1[:1]); err != nil { // a1 crashes before its commit
+		t.Fatal(err)
+	}
+	writeS(t, a0, "3")
+	writeS(t, a1, "30")
+	chk2 := append(preCommitS(t, a0, 2), preCommitS(t, a1, 2)...)
+	// Checkpoint 2 completes, nobody commits, and garbage follows: a
+	// pre-commit of checkpoint 3 that never completes and uploads in
+	// progress.
+	writeS(t, a1, "40")
+	chk3 := preCommitS(t, a1, 3)
+	writeS(t, a1, big(9, 'y')...)
+	writeS(t, a0, big(9, 'z')...)
+	leftovers := []string{"job/part-000001-0001-000002", "job/part-000001-0001-000003", "job/part-000001-0000-000002"}
+	for _, k := range leftovers {
+		if u := uploadsOf(t, c, "out", k); len(u) != 1 {
+			t.Fatalf("setup: uploads of %s: %q", k, u)
+		}
+	}
+
+	// Attempt 2: subtask 1 starts first and already has an upload going.
+	b1 := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 1, Parallelism: 2, Attempt: 2, Restored: true})
+	writeS(t, b1, big(9, 'w')...)
+	all := slices.Concat(chk1, chk2) // a snapshot may repeat committed ones
+	b0 := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 2, Attempt: 2, Restored: true, Committables: all, Logf: logf})
+	if got := readS3(t, dir); !slices.Equal(got, []string{"1", "2", "3", "10", "20", "30"}) {
+		t.Fatalf("committed after restore: %q", got)
+	}
+	for _, k := range leftovers {
+		if u := uploadsOf(t, c, "out", k); len(u) != 0 {
+			t.Errorf("leftover upload of %s not aborted", k)
+		}
+	}
+	if len(logs) != len(leftovers) {
+		t.Errorf("logs: %q", logs)
+	}
+	if u := uploadsOf(t, c, "out", "job/part-000002-0001-000000"); len(u) != 1 {
+		t.Errorf("upload of the current attempt aborted: %q", u)
+	}
+	// The pre-commit of checkpoint 3 was aborted: committing it now is an
+	// error naming the object, never a silent loss.
+	err = b0.Commit(chk3)
+	if err == nil || !strings.Contains(err.Error(), "s3://out/job/part-000001-0001-000002") || !strings.Contains(err.Error(), "output lost") {
+		t.Fatalf("commit of an aborted upload: %v", err)
+	}
+	// The new attempt carries on.
+	writeS(t, b0, "5")
+	cs := append(preCommitS(t, b0, 3), preCommitS(t, b1, 3)...)
+	if err := b0.Commit(cs); err != nil {
+		t.Fatal(err)
+	}
+	got := readS3(t, dir)
+	if len(got) != 16 || !slices.Equal(got[:7], []string{"1", "2", "3", "10", "20", "30", "5"}) || got[7][0] != 'w' {
+		t.Fatalf("committed: %d lines, first %q", len(got), got[:min(7, len(got))])
+	}
+	// Restoring checkpoint 2 again commits nothing twice.
+	newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 3, Parallelism: 2, Restored: true, Committables: all})
+	if n := len(readS3(t, dir)); n != 16 {
+		t.Fatalf("after second restore: %d lines", n)
+	}
+}
+
+func TestS3FreshStart(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://out/fresh"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	writeS(t, w, "old")
+	if err := w.Commit(preCommitS(t, w, 1)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Parallelism: 1})
+	if err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "already holds committed output") {
+		t.Fatalf("fresh start on old output: %v", err)
+	}
+	// Another prefix of the bucket is fine, even one sharing the name's
+	// beginning, and so is a restored job in the same prefix.
+	newS3Writer(t, "s3://out/fresh2", ebbflow.SinkContext{Attempt: 2, Parallelism: 1})
+	newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"fresh/part-000001-0000-000000"}) {
+		t.Fatalf("keys: %q", k)
+	}
+}
+
+// TestS3Conflict: two writers with the same attempt and subtask never
+// overwrite each other's committed object.
+func TestS3Conflict(t *testing.T) {
+	s3Env(t)
+	dir := "s3://out/conflict"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	v := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Subtask: 0, Parallelism: 1, Restored: true})
+	writeS(t, w, "mine")
+	writeS(t, v, "theirs")
+	cw, cv := preCommitS(t, w, 1), preCommitS(t, v, 1)
+	if err := w.Commit(cw); err != nil {
+		t.Fatal(err)
+	}
+	err := v.Commit(cv)
+	if err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("conflicting commit: %v", err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, []string{"mine"}) {
+		t.Fatalf("committed: %q", got)
+	}
+}
+
+func TestS3MissingUpload(t *testing.T) {
+	s3Env(t)
+	dir := "s3://out/missing"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	lost := s3Committable{name: "part-000001-0000-000007", uploadID: "no-such-upload", parts: []minio.CompletePart{{PartNumber: 1, ETag: "x"}}}
+	err := w.Commit([][]byte{lost.encode()})
+	if err == nil || !strings.Contains(err.Error(), "s3://out/missing/part-000001-0000-000007") || !strings.Contains(err.Error(), "output lost") {
+		t.Fatalf("commit of a lost upload: %v", err)
+	}
+	if _, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Restored: true, Committables: [][]byte{lost.encode()}}); err == nil {
+		t.Fatal("restore with a lost upload succeeded")
+	}
+}
+
+func TestS3CommittableEncoding(t *testing.T) {
+	c := s3Committable{name: "part-000001-0002-000003", uploadID: "abc-123", parts: []minio.CompletePart{{PartNumber: 1, ETag: `"e1"`}, {PartNumber: 2, ETag: `"e2"`}}}
+	b := c.encode()
+	got, err := decodeS3Committable(b)
+	if err != nil || got.name != c.name || got.uploadID != c.uploadID || !slices.Equal(got.parts, c.parts) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	bad := [][]byte{nil, {1}, {2}, append(slices.Clone(b), 0), b[:len(b)-1],
+		s3Committable{name: "../part-1", uploadID: "u", parts: c.parts}.encode(),
+		s3Committable{name: "part-1", uploadID: "", parts: c.parts}.encode(),
+		s3Committable{name: "part-1", uploadID: "u"}.encode(),
+		s3Committable{name: "part-1", uploadID: "u", parts: []minio.CompletePart{{PartNumber: 2, ETag: "x"}}}.encode(),
+		committable{inProgress: ".part-1-0-0.inprogress", final: "part-000001-0000-000000"}.encode(),
+	}
+	for _, x := range bad {
+		if _, err := decodeS3Committable(x); err == nil {
+			t.Errorf("committable %q accepted", x)
+		}
+	}
+}
+
+func TestS3Settings(t *testing.T) {
+	m, _ := s3Env(t)
+	// Check creates the bucket when allowed.
+	if err := Check("s3://made/x"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envS3CreateBucket, "false")
+	if err := Check("s3://made/y"); err != nil {
+		t.Fatal(err)
+	}
+	err := Check("s3://absent/x")
+	if err == nil || !strings.Contains(err.Error(), envS3CreateBucket) || !strings.Contains(err.Error(), "absent") {
+		t.Fatalf("missing bucket: %v", err)
+	}
+
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(m.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envS3SecretKey, "")
+	t.Setenv(envS3SecretKeyFile, secretFile)
+	if err := Check("s3://made"); err != nil {
+		t.Fatalf("secret from a file: %v", err)
+	}
+
+	wrong := "wrong-secret-" + m.SecretKey
+	for _, tc := range []struct {
+		name, dir string
+		env       map[string]string
+		want      string
+	}{
+		{"no endpoint", "s3://made", map[string]string{envS3Endpoint: ""}, envS3Endpoint},
+		{"scheme in endpoint", "s3://made", map[string]string{envS3Endpoint: "http://" + m.Endpoint}, envS3TLS},
+		{"no access key", "s3://made", map[string]string{envS3AccessKey: ""}, envS3AccessKey},
+		{"both secrets", "s3://made", map[string]string{envS3SecretKey: wrong}, envS3SecretKeyFile},
+		{"bad tls", "s3://made", map[string]string{envS3TLS: "maybe"}, envS3TLS},
+		{"bad bucket", "s3://A_b", nil, "bucket"},
+		{"credentials in URL", "s3://user:" + wrong + "@made", nil, "credentials do not belong"},
+		{"wrong secret", "s3://made", map[string]string{envS3SecretKeyFile: "", envS3SecretKey: wrong}, "credentials refused by " + m.Endpoint},
+		{"tls to plain", "s3://made", map[string]string{envS3TLS: "true"}, "does not speak TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			err := Check(tc.dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check: %v, want an error naming %q", err, tc.want)
+			}
+			_, werr := Lines(tc.dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 1, Restored: true})
+			_, rerr := ReadCommitted(tc.dir)
+			for _, e := range []error{err, werr, rerr} {
+				if e == nil {
+					t.Fatal("no error")
+				}
+				if s := fmt.Sprintf("%v %+v %#v", e, e, e); strings.Contains(s, m.SecretKey) {
+					t.Fatalf("error holds the secret: %s", s)
+				}
+			}
+		})
+	}
+}
+
+func TestS3ReadCommitted(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://out/read"
+	var chk [][]byte
+	for st := 2; st >= 0; st-- {
+		w := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: st, Parallelism: 3, Attempt: 1})
+		for tx := 0; tx < 2; tx++ {
+			writeS(t, w, fmt.Sprintf("%d.%d.a", st, tx), fmt.Sprintf("%d.%d.b", st, tx))
+			chk = append(chk, preCommitS(t, w, int64(tx))...)
+		}
+	}
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 3, Attempt: 1, Restored: true})
+	if err := w.Commit(chk); err != nil {
+		t.Fatal(err)
+	}
+	// Objects that are not direct part objects of the prefix are ignored.
+	for _, k := range []string{"read/other.txt", "read/sub/part-000001-0000-000000", "readx/part-000001-0000-000000"} {
+		if _, err := c.PutObject(context.Background(), "out", k, strings.NewReader("junk\n"), 5, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	for st := 0; st < 3; st++ {
+		for tx := 0; tx < 2; tx++ {
+			want = append(want, fmt.Sprintf("%d.%d.a", st, tx), fmt.Sprintf("%d.%d.b", st, tx))
+		}
+	}
+	if got := readS3(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+}
+
+// TestS3CommitAfterOutage: a commit that fails while the store is down
+// succeeds when tried again after it is back.
+func TestS3CommitAfterOutage(t *testing.T) {
+	m, _ := s3Env(t)
+	dir := "s3://out/outage"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	writeS(t, w, "x")
+	c := preCommitS(t, w, 1)
+	m.Stop()
+	err := w.Commit(c)
+	if err == nil || !strings.Contains(err.Error(), "s3://out/outage/part-000001-0000-000000") || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("commit during an outage: %v", err)
+	}
+	m.Start(t)
+	// MinIO's ready endpoint may answer before it serves requests.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err = w.Commit(c); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("committed: %q", got)
+	}
+}
