@@ -54,7 +54,9 @@ func Build(job *ebbflow.Job, args *Args) error {
 
 type discard struct{}
 
-func (discard) NewWriter(ebbflow.SinkContext) (ebbflow.SinkWriter[int64], error) { return discardW{}, nil }
+func (discard) NewWriter(ebbflow.SinkContext) (ebbflow.SinkWriter[int64], error) {
+	return discardW{}, nil
+}
 
 type discardW struct{}
 

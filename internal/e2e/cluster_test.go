@@ -8,12 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ebbflow/ebbflow/connectors/filesink"
 	"github.com/ebbflow/ebbflow/internal/testenv"
 )
 
@@ -408,4 +410,36 @@ func failedCheckpoints(j *jobmanager) int {
 		}
 	}
 	return n
+}
+
+// Pods and VMs share no folder: the job writes its output to S3 as well,
+// a TaskManager is killed mid-run, and the committed objects are
+// exactly-once.
+func TestClusterS3OutputExactlyOnce(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	s3env := []string{"EBBFLOW_S3_ENDPOINT=" + m.Endpoint, "EBBFLOW_S3_ACCESS_KEY=" + m.AccessKey, "EBBFLOW_S3_SECRET_KEY=" + m.SecretKey,
+		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true"}
+	c := newCluster(t, "s3://ebbflow-out/checkpoints", s3env...)
+	in := filepath.Join(c.dir, "in.txt")
+	writeCorpus(t, in, 24000, 11)
+	const out = "s3://ebbflow-out/output"
+	c.jobArgs = []string{"wordcount", "--input", in, "--output", out, "--rate", "6000"}
+	tm1 := c.taskmanager("tm-1", 2)
+	c.taskmanager("tm-2", 2)
+	jm := c.jobmanager("jm-1")
+	jm.waitStatus("a checkpoint", time.Minute, func(s jobStatus) bool { return s.Parallelism == 4 && checkpointed(0)(s) })
+	tm1.kill9()
+	if code := jm.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
+	}
+	for _, kv := range s3env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lines, err := filesink.ReadCommitted(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	assertExactlyOnce(t, lines, expectedWordcount(t, in))
 }
