@@ -6,7 +6,9 @@
 // with no framework — and then runs `bin/ebbflow local` scenarios
 // (wordcount and the stateless passthrough job, with checkpoints every
 // second and with checkpoints off), each several times, taking the median of
-// the throughput measured over the job's "running" time.
+// the throughput measured over the job's "running" time. A run during which
+// other processes took more than -max-others cores is repeated (the machine
+// it was written on is shared), and every run's CPU use is in the report.
 //
 // Run it from the repository root, after `make build`:
 //
@@ -170,6 +172,11 @@ func main() {
 	logf("reference loop: %d runs (and %d of the tuned variant) over %s", o.runs, o.runs, corpus)
 	ref := &outcome{sc: scenario{name: "reference loop"}}
 	tuned := &outcome{sc: scenario{name: "tuned reference loop"}}
+	// One untimed run of each first: it grows the heap, and lets the
+	// write-back of the binaries just built and copied settle.
+	logf("reference loop: warm-up")
+	runReferenceOnce(corpus, false)
+	runReferenceOnce(corpus, true)
 	for i := 0; i < o.runs; i++ {
 		for _, oc := range []*outcome{ref, tuned} {
 			if ctx.Err() != nil {
@@ -269,6 +276,7 @@ func (o options) measure(oc *outcome, run func() result) {
 			break
 		}
 		logf("  other processes used %.2f cores (> -max-others %.2g): again", res.cpu.others, o.maxOthers)
+		waitQuiet(o.maxOthers, time.Minute)
 	}
 	for _, a := range attempts {
 		if !a.disturbed {
@@ -276,6 +284,21 @@ func (o options) measure(oc *outcome, run func() result) {
 			oc.discarded = append(oc.discarded, a)
 		}
 	}
+}
+
+// waitQuiet waits until the machine has been quiet for a second — other
+// processes (this one idles meanwhile) used at most max cores — or until
+// limit has passed.
+func waitQuiet(max float64, limit time.Duration) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		b0, t0 := machineBusy(), time.Now()
+		time.Sleep(time.Second)
+		if busy := (machineBusy() - b0).Seconds() / time.Since(t0).Seconds(); busy <= max {
+			return
+		}
+	}
+	logf("  the machine stayed busy for %v; going on", limit)
 }
 
 // runReferenceOnce times one run of the reference loop as a result: the
@@ -549,8 +572,9 @@ func renderReport(o options, in reportInput) string {
 	p("Source revision: `%s` (%s, copied before the first run). ", in.revision, o.bin)
 	p("%d counted run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
 	if o.maxOthers > 0 {
-		p("A run during which other processes used more than %.2g cores was discarded and repeated (up to %d times). ", o.maxOthers, o.retries)
+		p("A run during which other processes used more than %.2g cores was discarded and repeated, up to %d times, each time once the machine had been quiet for a second (waiting at most a minute). ", o.maxOthers, o.retries)
 	}
+	p("The reference loops run in the benchmark's own process after one untimed warm-up run each. ")
 	p("Corpus: `%s`, %d lines, %s, %d words (scripts/gentext). ", in.corpus, o.lines, mib(in.corpusSize), in.refWords)
 	p("Every ebbflow run is `%s local --taskmanagers N --slots S --data-dir <fresh> --fresh --checkpoint-interval 1s|0 --quiet JOB ...` ", filepath.Base(o.bin))
 	p("with a fresh data and output folder; throughput is sink records ÷ the \"running\" time of its summary line ")
