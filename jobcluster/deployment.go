@@ -75,6 +75,8 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		for id := range jm.tms {
 			if _, ok := e.tms[id]; !ok {
 				jm.log.Info("taskmanager left", zap.String("taskmanager", id))
+				delete(jm.released, id)
+				delete(jm.unreachable, id)
 				if c := jm.conns[id]; c != nil {
 					c.conn.Close()
 					delete(jm.conns, id)
@@ -93,7 +95,7 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 					jm.step(ctx, reactive.Event{Kind: reactive.Draining, TM: id})
 				}
 			}
-			if jm.conns[id] == nil && !jm.dialing[id] {
+			if jm.conns[id] == nil && !jm.dialing[id] && !jm.released[id] {
 				jm.dialing[id] = true
 				jm.wg.Add(1)
 				go jm.dial(ctx, info)
@@ -117,6 +119,9 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 		}
 	case evConnErr:
 		delete(jm.dialing, e.id)
+		if jm.released[e.id] {
+			return nil // it was released and is leaving
+		}
 		if !jm.unreachable[e.id] {
 			jm.unreachable[e.id] = true
 			jm.log.Warn("taskmanager unreachable; retrying while it is registered", zap.String("taskmanager", e.id), zap.Error(e.err))
@@ -136,6 +141,12 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 			}()
 		}
 	case evDown:
+		if jm.conns[e.c.id] == e.c && jm.released[e.c.id] {
+			delete(jm.conns, e.c.id)
+			jm.log.Info("released taskmanager left", zap.String("taskmanager", e.c.id))
+			jm.updateSlots()
+			return nil
+		}
 		if jm.conns[e.c.id] == e.c {
 			delete(jm.conns, e.c.id)
 			jm.log.Warn("lost control connection to taskmanager", zap.String("taskmanager", e.c.id))

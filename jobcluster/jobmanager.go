@@ -50,6 +50,7 @@ type JobManager struct {
 	conns        map[string]*tmConn
 	dialing      map[string]bool
 	unreachable  map[string]bool
+	released     map[string]bool // TaskManagers told to leave after draining
 	attemptStats map[int64]map[string]control.Stats
 	slotsSince   time.Time
 	lastSlots    int
@@ -116,7 +117,7 @@ func New(cfg Config) (*JobManager, error) {
 	}
 	jm := &JobManager{cfg: cfg, log: cfg.Logger.With(zap.String("jobmanager", cfg.ID), zap.String("job", cfg.Job)),
 		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{},
-		unreachable: map[string]bool{}, attemptStats: map[int64]map[string]control.Stats{}, savepoints: map[int64]*SavepointStatus{}}
+		unreachable: map[string]bool{}, released: map[string]bool{}, attemptStats: map[int64]map[string]control.Stats{}, savepoints: map[int64]*SavepointStatus{}}
 	jm.metrics = newMetrics(jm)
 	m, err := jm.newMachine()
 	if err != nil {

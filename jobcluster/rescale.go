@@ -77,6 +77,7 @@ func (jm *JobManager) apply(ctx context.Context, a reactive.Action) {
 		}
 	case reactive.Release:
 		jm.log.Info("releasing drained taskmanager", zap.String("taskmanager", a.TM))
+		jm.released[a.TM] = true
 		_ = jm.send(a.TM, &control.Message{Kind: control.KindRelease})
 	case reactive.Deploy:
 		jm.lastWait = ""
