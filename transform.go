@@ -110,14 +110,16 @@ type KeyedStream[K comparable, T any] struct {
 	s        Stream[T]
 	key      func(T) K
 	keyCodec codec.Codec[K]
-	hash     func(K) uint64
+	// newHash makes a key hasher; each task gets its own, because a hasher
+	// may keep a scratch buffer and tasks run on different goroutines.
+	newHash func() func(K) uint64
 }
 
 // KeyBy partitions s by key. The key's codec (codec.For[K]) defines its
 // canonical bytes, whose hash picks the key group.
 func KeyBy[K comparable, T any](s Stream[T], key func(T) K) KeyedStream[K, T] {
 	kc := codec.For[K]()
-	return KeyedStream[K, T]{s: s, key: key, keyCodec: kc, hash: keyHasher(kc)}
+	return KeyedStream[K, T]{s: s, key: key, keyCodec: kc, newHash: func() func(K) uint64 { return keyHasher(kc) }}
 }
 
 // keyHasher returns the stable hash of a key: the hash of its codec bytes,
@@ -187,8 +189,9 @@ func NewMapState[UK comparable, UV any, K comparable](s *KeyedSetup[K], name str
 // records.
 func Process[K comparable, T, O any](ks KeyedStream[K, T], name string, setup func(*KeyedSetup[K]) KeyedProcessFunc[K, T, O], opts ...Option) Stream[O] {
 	part := func(maxP, channels int) func(T) int {
+		hash := ks.newHash()
 		return func(v T) int {
-			kg := state.KeyGroupOf(ks.hash(ks.key(v)), maxP)
+			kg := state.KeyGroupOf(hash(ks.key(v)), maxP)
 			return state.OperatorIndexOf(kg, maxP, channels)
 		}
 	}
@@ -205,9 +208,10 @@ func Process[K comparable, T, O any](ks KeyedStream[K, T], name string, setup fu
 		}
 		ctx := &KeyedContext[K]{b: b}
 		maxP := rt.MaxParallelism
+		hash := ks.newHash()
 		in := CollectorFunc[T](func(v T) {
 			k := ks.key(v)
-			if err := b.SetCurrentKey(k, state.KeyGroupOf(ks.hash(k), maxP)); err != nil {
+			if err := b.SetCurrentKey(k, state.KeyGroupOf(hash(k), maxP)); err != nil {
 				rt.Fail(fmt.Errorf("operator %q: %w", name, err))
 				return
 			}
