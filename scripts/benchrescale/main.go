@@ -38,6 +38,7 @@ func main() {
 	bin := flag.String("bin", "bin/ebbflow", "ebbflow binary")
 	rounds := flag.Int("rounds", 10, "scale-up + drain rounds per state size")
 	sizes := flag.String("sizes", "10MB,100MB", "state sizes (keys × 1000 bytes)")
+	rate := flag.Int("rate", 20000, "records per second while filling and running")
 	flag.Parse()
 	etcdBin, minioBin := os.Getenv("EBBFLOW_ETCD_BIN"), os.Getenv("EBBFLOW_MINIO_BIN")
 	if etcdBin == "" || minioBin == "" {
@@ -52,7 +53,7 @@ func main() {
 		if err != nil {
 			fail("bad size %q", sz)
 		}
-		recs := run(*bin, etcdBin, minioBin, mb*1000, *rounds)
+		recs := run(*bin, etcdBin, minioBin, mb*1000, *rounds, *rate)
 		for _, trig := range []string{"scale-up", "drain"} {
 			var rs []rescale
 			for _, r := range recs {
@@ -177,7 +178,7 @@ func waitFor(addr, what string, cond func(status) bool) status {
 	return status{}
 }
 
-func run(bin, etcdBin, minioBin string, keys, rounds int) []rescale {
+func run(bin, etcdBin, minioBin string, keys, rounds, rate int) []rescale {
 	dir, err := os.MkdirTemp("", "ebbflow-benchrescale")
 	if err != nil {
 		fail("%v", err)
@@ -203,10 +204,10 @@ func run(bin, etcdBin, minioBin string, keys, rounds int) []rescale {
 	}
 	tm("tm-base")
 	jmAddr := freePort()
-	p.start(env, filepath.Join(dir, "jm.log"), bin, "jobmanager", "--http", jmAddr, "statebench", "--keys", strconv.Itoa(keys), "--value-bytes", "1000", "--rate", "20000")
+	p.start(env, filepath.Join(dir, "jm.log"), bin, "jobmanager", "--http", jmAddr, "statebench", "--keys", strconv.Itoa(keys), "--value-bytes", "1000", "--rate", strconv.Itoa(rate))
 	waitFor(jmAddr, "the job running", func(s status) bool { return s.Phase == "running" && s.Parallelism == 2 })
 	// Let every key get its state.
-	time.Sleep(time.Duration(keys/20000+1) * time.Second)
+	time.Sleep(time.Duration(keys/rate+1) * time.Second)
 	n := 0
 	for i := 0; i < rounds; i++ {
 		t := tm("tm-" + strconv.Itoa(i))
