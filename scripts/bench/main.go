@@ -102,7 +102,7 @@ func main() {
 	flag.Int64Var(&o.rebalanceCount, "rebalance-count", 20_000_000, "--count of the rebalanced passthrough scenarios")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one ebbflow run")
 	flag.Float64Var(&o.maxOthers, "max-others", 0.25, "discard and repeat a run during which other processes used more than this many cores (0 = keep every run)")
-	flag.IntVar(&o.retries, "retries", 2, "extra attempts per run discarded by -max-others; the last attempt is kept (and marked) regardless")
+	flag.IntVar(&o.retries, "retries", 3, "extra attempts per run discarded by -max-others; if none is quiet, the least disturbed is kept (and marked)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fatalf("unexpected arguments: %q", flag.Args())
@@ -276,7 +276,7 @@ func (o options) measure(oc *outcome, run func() result) {
 			break
 		}
 		logf("  other processes used %.2f cores (> -max-others %.2g): again", res.cpu.others, o.maxOthers)
-		waitQuiet(o.maxOthers, time.Minute)
+		waitQuiet(o.maxOthers, 2*time.Minute)
 	}
 	for _, a := range attempts {
 		if !a.disturbed {
@@ -286,19 +286,25 @@ func (o options) measure(oc *outcome, run func() result) {
 	}
 }
 
-// waitQuiet waits until the machine has been quiet for a second — other
-// processes (this one idles meanwhile) used at most max cores — or until
-// limit has passed.
+// waitQuiet waits until the machine has been quiet for quietSeconds
+// seconds in a row — other processes (this one idles meanwhile) used at most
+// max cores in each — or until limit has passed.
 func waitQuiet(max float64, limit time.Duration) {
+	const quietSeconds = 3
 	start := time.Now()
-	for time.Since(start) < limit {
+	for quiet := 0; quiet < quietSeconds; {
+		if time.Since(start) > limit {
+			logf("  the machine stayed busy for %v; going on", limit)
+			return
+		}
 		b0, t0 := machineBusy(), time.Now()
 		time.Sleep(time.Second)
 		if busy := (machineBusy() - b0).Seconds() / time.Since(t0).Seconds(); busy <= max {
-			return
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
-	logf("  the machine stayed busy for %v; going on", limit)
 }
 
 // runReferenceOnce times one run of the reference loop as a result: the
@@ -572,7 +578,7 @@ func renderReport(o options, in reportInput) string {
 	p("Source revision: `%s` (%s, copied before the first run). ", in.revision, o.bin)
 	p("%d counted run(s) per scenario, round-robin over the scenarios; the median is reported. ", o.runs)
 	if o.maxOthers > 0 {
-		p("A run during which other processes used more than %.2g cores was discarded and repeated, up to %d times, each time once the machine had been quiet for a second (waiting at most a minute). ", o.maxOthers, o.retries)
+		p("A run during which other processes used more than %.2g cores was discarded and repeated, up to %d times, each time once the machine had been quiet for 3 seconds in a row (waiting at most 2 minutes). ", o.maxOthers, o.retries)
 	}
 	p("The reference loops run in the benchmark's own process after one untimed warm-up run each. ")
 	p("Corpus: `%s`, %d lines, %s, %d words (scripts/gentext). ", in.corpus, o.lines, mib(in.corpusSize), in.refWords)
