@@ -33,7 +33,6 @@ type deployment struct {
 	coord       *checkpoint.Coordinator
 	finalID     int64 // checkpoint that follows the end of all sources
 	finishing   bool
-	stats       map[string]control.Stats
 	committing  bool
 	firstRecord bool
 }
@@ -185,10 +184,6 @@ func (jm *JobManager) handle(ctx context.Context, ev any) error {
 
 func (jm *JobManager) updateSlots() {
 	n := scheduler.AvailableSlots(jm.taskManagers())
-	if n != jm.lastSlots {
-		jm.lastSlots = n
-		jm.slotsSince = time.Now()
-	}
 	var view []TaskManagerStatus
 	for id, info := range jm.tms {
 		tasks := 0
@@ -280,7 +275,7 @@ func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
 	}
 	d := &deployment{attempt: jm.attemptNo, parallelism: p, plan: plan, tms: map[string]bool{}, tasks: map[checkpoint.TaskID]string{},
 		running: map[checkpoint.TaskID]bool{}, finished: map[checkpoint.TaskID]bool{}, sources: map[checkpoint.TaskID]bool{},
-		srcDone: map[checkpoint.TaskID]bool{}, started: time.Now(), stats: map[string]control.Stats{}}
+		srcDone: map[checkpoint.TaskID]bool{}, started: time.Now()}
 	chains := g.Chains()
 	chainOf := map[*graph.Vertex]int{}
 	for _, c := range chains {

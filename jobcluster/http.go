@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,5 +163,3 @@ func newMetrics(jm *JobManager) *metrics {
 	}
 	return m
 }
-
-var _ = strings.TrimSpace

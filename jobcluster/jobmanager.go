@@ -19,7 +19,6 @@ import (
 	"github.com/ebbflow/ebbflow/checkpoint"
 	"github.com/ebbflow/ebbflow/internal/cluster"
 	"github.com/ebbflow/ebbflow/internal/control"
-	"github.com/ebbflow/ebbflow/internal/graph"
 	"github.com/ebbflow/ebbflow/reactive"
 	"github.com/ebbflow/ebbflow/scheduler"
 )
@@ -52,8 +51,6 @@ type JobManager struct {
 	unreachable  map[string]bool
 	released     map[string]bool // TaskManagers told to leave after draining
 	attemptStats map[int64]map[string]control.Stats
-	slotsSince   time.Time
-	lastSlots    int
 	machine      *reactive.Machine
 	rescale      *rescale
 	deferred     *rescale // a restart waiting for its backoff
@@ -457,5 +454,3 @@ func (jm *JobManager) taskManagers() []scheduler.TaskManager {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
-
-var _ = graph.KindSource

@@ -350,10 +350,7 @@ func savepointCommand(stdout io.Writer) *cobra.Command {
 			if addr == "" {
 				return usageError("--jobmanager is required (e.g. http://jobmanager:8081)")
 			}
-			base := strings.TrimSuffix(addr, "/")
-			if !strings.Contains(base, "://") {
-				base = "http://" + base
-			}
+			base := jobManagerURL(addr)
 			sp, err := postSavepoint(cmd.Context(), base)
 			if err != nil {
 				return err
@@ -390,10 +387,7 @@ func rescalesCommand(stdout io.Writer) *cobra.Command {
 			if addr == "" {
 				return usageError("--jobmanager is required (e.g. http://jobmanager:8081)")
 			}
-			base := strings.TrimSuffix(addr, "/")
-			if !strings.Contains(base, "://") {
-				base = "http://" + base
-			}
+			base := jobManagerURL(addr)
 			recs, err := getRescales(cmd.Context(), base)
 			if err != nil {
 				return err
@@ -412,4 +406,13 @@ func rescalesCommand(stdout io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "jobmanager", "", "JobManager REST address (http://host:port)")
 	return cmd
+}
+
+// jobManagerURL turns --jobmanager (host:port or a URL) into a base URL.
+func jobManagerURL(addr string) string {
+	base := strings.TrimSuffix(addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return base
 }
