@@ -68,14 +68,23 @@ func SavepointDir(job string, id int64) string { return fmt.Sprintf("%s/savepoin
 // EncodeTaskState lays out the snapshots of one task's operators in one data
 // object and returns the bytes and each operator's SubtaskState.
 func EncodeTaskState(object string, snaps map[string]graph.Snapshot) ([]byte, map[string]SubtaskState, map[string]bool) {
-	var buf []byte
 	out := map[string]SubtaskState{}
 	union := map[string]bool{}
 	names := make([]string, 0, len(snaps))
-	for n := range snaps {
+	size := 0
+	for n, s := range snaps {
 		names = append(names, n)
+		for _, b := range s.KeyGroups {
+			size += len(b)
+		}
+		for _, b := range s.List {
+			size += len(b)
+		}
 	}
 	sort.Strings(names)
+	// One allocation of the final size: state can be gigabytes, and
+	// growing by appends would copy it several times over.
+	buf := make([]byte, 0, size)
 	for _, n := range names {
 		s := snaps[n]
 		st := SubtaskState{Object: object}

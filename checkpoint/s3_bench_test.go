@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -18,13 +20,21 @@ import (
 // one PUT and a 100 MB object a multipart upload.
 //
 //	EBBFLOW_MINIO_BIN=... go test -run '^$' -bench S3 -benchtime 3x ./checkpoint/
+//
+// EBBFLOW_S3_BENCH_LARGE=1 adds a 1 GB object (about 5 GB of memory and a
+// few minutes). EBBFLOW_S3_BENCH_RANGE_MIB=N reads downloads in N MiB ranges.
 
-var s3BenchSizes = []struct {
+type s3BenchSize struct {
 	name string
 	size int
-}{
-	{"10MB", 10_000_000},
-	{"100MB", 100_000_000},
+}
+
+func s3BenchSizes() []s3BenchSize {
+	sizes := []s3BenchSize{{"10MB", 10_000_000}, {"100MB", 100_000_000}}
+	if os.Getenv("EBBFLOW_S3_BENCH_LARGE") == "1" {
+		sizes = append(sizes, s3BenchSize{"1GB", 1_000_000_000})
+	}
+	return sizes
 }
 
 func s3Bench(b *testing.B) (*S3, *minio.Client) {
@@ -45,7 +55,7 @@ func benchData(b *testing.B, size int) []byte {
 func BenchmarkS3Upload(b *testing.B) {
 	ctx := context.Background()
 	s, raw := s3Bench(b)
-	for _, sz := range s3BenchSizes {
+	for _, sz := range s3BenchSizes() {
 		data := benchData(b, sz.size)
 		b.Run(sz.name+"/ebbflow", func(b *testing.B) {
 			b.SetBytes(int64(sz.size))
@@ -69,7 +79,7 @@ func BenchmarkS3Upload(b *testing.B) {
 func BenchmarkS3Download(b *testing.B) {
 	ctx := context.Background()
 	s, raw := s3Bench(b)
-	for _, sz := range s3BenchSizes {
+	for _, sz := range s3BenchSizes() {
 		data := benchData(b, sz.size)
 		name := "bench/download-" + sz.name
 		if err := s.Put(ctx, name, data); err != nil {
@@ -77,6 +87,10 @@ func BenchmarkS3Download(b *testing.B) {
 		}
 		b.Run(sz.name+"/ebbflow", func(b *testing.B) {
 			b.SetBytes(int64(sz.size))
+			if v := os.Getenv("EBBFLOW_S3_BENCH_RANGE_MIB"); v != "" { // tuning: size of one ranged read
+				n, _ := strconv.Atoi(v)
+				s.rangeSize = int64(n) << 20
+			}
 			for b.Loop() {
 				got, err := s.Get(ctx, name)
 				if err != nil {

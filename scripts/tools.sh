@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 ETCD_VERSION=v3.6.16
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/ebbflow/tools"
+# Concurrent callers (parallel test runs, CI beside a session) wait for one
+# build instead of racing it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 if [ ! -x "$etcd_dir/etcd" ]; then

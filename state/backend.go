@@ -69,25 +69,42 @@ func (b *Backend[K]) names() []string {
 func (b *Backend[K]) Snapshot() map[int][]byte {
 	out := map[int][]byte{}
 	names := b.names()
-	var scratch []byte
+	// One scratch buffer per state, reused across key groups, and one
+	// exactly sized allocation per key group: state can be gigabytes.
+	scratch := make([][]byte, len(names))
+	ok := make([]bool, len(names))
 	for idx := 0; idx < b.kgs.Len(); idx++ {
-		var blob []byte
-		for _, n := range names {
-			var ok bool
-			scratch, ok = b.states[n].appendKG(idx, scratch[:0])
-			if !ok {
+		size := 0
+		for i, n := range names {
+			scratch[i], ok[i] = b.states[n].appendKG(idx, scratch[i][:0])
+			if ok[i] {
+				size += uvarintLen(len(n)) + len(n) + uvarintLen(len(scratch[i])) + len(scratch[i])
+			}
+		}
+		if size == 0 {
+			continue
+		}
+		blob := make([]byte, 0, size)
+		for i, n := range names {
+			if !ok[i] {
 				continue
 			}
 			blob = binary.AppendUvarint(blob, uint64(len(n)))
 			blob = append(blob, n...)
-			blob = binary.AppendUvarint(blob, uint64(len(scratch)))
-			blob = append(blob, scratch...)
+			blob = binary.AppendUvarint(blob, uint64(len(scratch[i])))
+			blob = append(blob, scratch[i]...)
 		}
-		if blob != nil {
-			out[b.kgs.Start+idx] = blob
-		}
+		out[b.kgs.Start+idx] = blob
 	}
 	return out
+}
+
+func uvarintLen(n int) int {
+	l := 1
+	for ; n >= 0x80; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 // Restore loads key groups from a snapshot. It must run after every state
@@ -189,6 +206,12 @@ func (s *Value[K, V]) restoreKG(idx int, data []byte) error {
 	}
 	data = data[k:]
 	m := s.groups[idx]
+	if len(m) == 0 && n <= uint64(len(data)) {
+		// Sized once: a restore can insert millions of entries. (Each entry
+		// takes at least a byte, so n is bounded by the data.)
+		m = make(map[K]V, n)
+		s.groups[idx] = m
+	}
 	for i := uint64(0); i < n; i++ {
 		kb, rest, err := readChunk(data)
 		if err != nil {
@@ -304,6 +327,10 @@ func (s *Map[K, UK, UV]) restoreKG(idx int, data []byte) error {
 	}
 	data = data[k:]
 	g := s.groups[idx]
+	if len(g) == 0 && n <= uint64(len(data)) {
+		g = make(map[K]map[UK]UV, n)
+		s.groups[idx] = g
+	}
 	for i := uint64(0); i < n; i++ {
 		kb, rest, err := readChunk(data)
 		if err != nil {

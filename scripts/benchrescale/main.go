@@ -39,6 +39,8 @@ func main() {
 	rounds := flag.Int("rounds", 10, "scale-up + drain rounds per state size")
 	sizes := flag.String("sizes", "10MB,100MB", "state sizes (keys × 1000 bytes)")
 	rate := flag.Int("rate", 20000, "records per second while filling and running")
+	flag.DurationVar(&stepTimeout, "step-timeout", 3*time.Minute, "longest wait for one rescale")
+	flag.BoolVar(&keepLogs, "keep", false, "keep the processes' logs folder")
 	flag.Parse()
 	etcdBin, minioBin := os.Getenv("EBBFLOW_ETCD_BIN"), os.Getenv("EBBFLOW_MINIO_BIN")
 	if etcdBin == "" || minioBin == "" {
@@ -98,8 +100,19 @@ func out(name string, args ...string) string {
 	return string(b)
 }
 
+var (
+	stepTimeout time.Duration
+	keepLogs    bool
+	running     procs  // killed on failure too
+	logsDir     string // kept on failure
+)
+
 func fail(f string, a ...any) {
 	fmt.Fprintf(os.Stderr, "benchrescale: "+f+"\n", a...)
+	running.killAll()
+	if logsDir != "" {
+		fmt.Fprintf(os.Stderr, "benchrescale: the processes' logs are in %s\n", logsDir)
+	}
 	os.Exit(1)
 }
 
@@ -167,14 +180,15 @@ func getStatus(addr string) (status, bool) {
 }
 
 func waitFor(addr, what string, cond func(status) bool) status {
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(stepTimeout)
 	for time.Now().Before(deadline) {
 		if st, ok := getStatus(addr); ok && cond(st) {
 			return st
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	fail("timed out waiting for %s", what)
+	st, _ := getStatus(addr)
+	fail("timed out after %v waiting for %s (phase %q, parallelism %d, %d rescales)", stepTimeout, what, st.Phase, st.Parallelism, len(st.Rescales))
 	return status{}
 }
 
@@ -183,9 +197,18 @@ func run(bin, etcdBin, minioBin string, keys, rounds, rate int) []rescale {
 	if err != nil {
 		fail("%v", err)
 	}
-	defer os.RemoveAll(dir)
-	var p procs
-	defer p.killAll()
+	logsDir = dir
+	p := &running
+	defer func() {
+		p.killAll()
+		p.list = nil
+		if keepLogs {
+			fmt.Fprintf(os.Stderr, "benchrescale: logs kept in %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+		logsDir = ""
+	}()
 	etcdAddr, peer := freePort(), freePort()
 	p.start(nil, filepath.Join(dir, "etcd.log"), etcdBin, "--data-dir", filepath.Join(dir, "etcd"), "--listen-client-urls", "http://"+etcdAddr,
 		"--advertise-client-urls", "http://"+etcdAddr, "--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
