@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"path"
 	"sort"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbflow/ebbflow/internal/graph"
 	"github.com/ebbflow/ebbflow/state"
@@ -197,37 +201,98 @@ func (a *Assignment) Objects() []string {
 // Load reads an assignment from the checkpoint in folder dir and verifies
 // every span's checksum. A missing or corrupt object is an error naming it.
 func Load(ctx context.Context, st Storage, dir string, id int64, a *Assignment) (*graph.RestoredState, error) {
-	return LoadCached(ctx, st, dir, id, a, map[string][]byte{})
+	return LoadCached(ctx, st, dir, id, a, NewReadCache())
 }
 
-// LoadCached is Load that reads each object at most once across calls
-// sharing objects (the operators of one chain share a data object).
-func LoadCached(ctx context.Context, st Storage, dir string, id int64, a *Assignment, objects map[string][]byte) (*graph.RestoredState, error) {
+// ReadCache holds the byte ranges of data objects that earlier loads read,
+// so that the operators of one chain, which share a data object, read each
+// range once.
+type ReadCache struct {
+	mu     sync.Mutex
+	ranges map[string][]fetched
+}
+
+type fetched struct {
+	off  int64
+	data []byte
+}
+
+// NewReadCache returns an empty cache.
+func NewReadCache() *ReadCache { return &ReadCache{ranges: map[string][]fetched{}} }
+
+func (c *ReadCache) find(object string, lo, hi int64) ([]byte, int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.ranges[object] {
+		if f.off <= lo && hi <= f.off+int64(len(f.data)) {
+			return f.data, f.off, true
+		}
+	}
+	return nil, 0, false
+}
+
+func (c *ReadCache) add(object string, off int64, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ranges[object] = append(c.ranges[object], fetched{off: off, data: data})
+}
+
+// LoadCached is Load through a cache. It reads from each data object only
+// the range that covers the assignment's spans in it (a subtask restores its
+// own key groups, not the whole object of an old subtask), several objects
+// at a time.
+func LoadCached(ctx context.Context, st Storage, dir string, id int64, a *Assignment, cache *ReadCache) (*graph.RestoredState, error) {
 	rs := &graph.RestoredState{CheckpointID: id, KeyGroups: map[int][]byte{}}
 	if a == nil {
 		return rs, nil
 	}
+	type cover struct{ lo, hi int64 }
+	covers := map[string]*cover{}
+	var order []string
 	for _, p := range a.pieces {
-		data, ok := objects[p.object]
-		name := path.Join(dir, p.object)
-		if !ok {
-			b, err := st.Get(ctx, name)
+		if p.span.Off < 0 || p.span.Len < 0 || p.span.Off > math.MaxInt64-p.span.Len {
+			return nil, fmt.Errorf("%s/%s: %w: bad span [%d,+%d) in the metadata", st.URL(), path.Join(dir, p.object), ErrCorrupt, p.span.Off, p.span.Len)
+		}
+		c := covers[p.object]
+		if c == nil {
+			c = &cover{lo: p.span.Off, hi: p.span.Off + p.span.Len}
+			covers[p.object] = c
+			order = append(order, p.object)
+		}
+		c.lo, c.hi = min(c.lo, p.span.Off), max(c.hi, p.span.Off+p.span.Len)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, o := range order {
+		c := covers[o]
+		if _, _, ok := cache.find(o, c.lo, c.hi); ok {
+			continue
+		}
+		g.Go(func() error {
+			b, err := st.GetRange(gctx, path.Join(dir, o), c.lo, c.hi-c.lo)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			objects[p.object], data = b, b
-		}
+			cache.add(o, c.lo, b)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, p := range a.pieces {
 		end := p.span.Off + p.span.Len
-		if p.span.Off < 0 || p.span.Len < 0 || p.span.Off > int64(len(data)) || p.span.Len > int64(len(data))-p.span.Off {
-			return nil, fmt.Errorf("%s/%s: %w: span [%d,%d) beyond object size %d", st.URL(), name, ErrCorrupt, p.span.Off, end, len(data))
+		data, at, ok := cache.find(p.object, p.span.Off, end)
+		if !ok {
+			return nil, fmt.Errorf("checkpoint: internal error: span [%d,%d) of %s was not read", p.span.Off, end, p.object)
 		}
-		b := data[p.span.Off:end]
+		b := data[p.span.Off-at : end-at : end-at]
 		if Checksum(b) != p.span.CRC {
 			what := "list entry"
 			if !p.list {
 				what = fmt.Sprintf("key group %d", p.span.KeyGroup)
 			}
-			return nil, fmt.Errorf("%s/%s: %w: checksum mismatch in %s at offset %d", st.URL(), name, ErrCorrupt, what, p.span.Off)
+			return nil, fmt.Errorf("%s/%s: %w: checksum mismatch in %s at offset %d", st.URL(), path.Join(dir, p.object), ErrCorrupt, what, p.span.Off)
 		}
 		if p.list {
 			rs.List = append(rs.List, b)

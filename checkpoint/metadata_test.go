@@ -33,8 +33,9 @@ const (
 // object once.
 type countingStorage struct {
 	Storage
-	mu   sync.Mutex
-	gets map[string]int
+	mu    sync.Mutex
+	gets  map[string]int
+	bytes int64 // read by GetRange
 }
 
 func (c *countingStorage) Get(ctx context.Context, name string) ([]byte, error) {
@@ -42,6 +43,14 @@ func (c *countingStorage) Get(ctx context.Context, name string) ([]byte, error) 
 	c.gets[name]++
 	c.mu.Unlock()
 	return c.Storage.Get(ctx, name)
+}
+
+func (c *countingStorage) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	c.mu.Lock()
+	c.gets[name]++
+	c.bytes += n
+	c.mu.Unlock()
+	return c.Storage.GetRange(ctx, name, off, n)
 }
 
 // written is what a test checkpoint holds, for comparison after restore.
@@ -196,9 +205,21 @@ func checkRedistribution(t *testing.T, ctx context.Context, l *Local, w *written
 				seen[o] = true
 			}
 			clear(cs.gets)
+			cs.bytes = 0
 			rs, err := Load(ctx, cs, w.dir, w.md.ID, a)
 			if err != nil {
 				t.Fatalf("Load(%q) for subtask %d: %v", op, j, err)
+			}
+			// Keyed state is read exactly: a subtask's key groups are
+			// contiguous in each old object, and nothing else is fetched.
+			if op == opKeyed {
+				var want int64
+				for _, p := range a.pieces {
+					want += p.span.Len
+				}
+				if cs.bytes != want {
+					t.Fatalf("Load(%q) for subtask %d of %d read %d bytes for %d bytes of assigned spans", op, j, q, cs.bytes, want)
+				}
 			}
 			if rs.CheckpointID != w.md.ID {
 				t.Fatalf("CheckpointID %d, want %d", rs.CheckpointID, w.md.ID)

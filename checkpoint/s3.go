@@ -555,20 +555,55 @@ func (s *S3) putMultipart(ctx context.Context, key string, data []byte, opts min
 // the first response's ETag, so an object replaced in between is an error,
 // not a mix of two versions.
 func (s *S3) Get(ctx context.Context, name string) ([]byte, error) {
+	return s.get(ctx, name, 0, -1)
+}
+
+// GetRange implements Storage, with the same parallel ranged reads as Get.
+func (s *S3) GetRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,+%d) is negative", s.describe(name), ErrCorrupt, off, n)
+	}
+	if n == 0 {
+		// No bytes to read, but the object must exist and reach off.
+		key, err := s.key(name)
+		if err != nil {
+			return nil, err
+		}
+		info, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+		if err != nil {
+			return nil, s.wrap(ctx, "stat", s.describe(name), err)
+		}
+		if off > info.Size {
+			return nil, fmt.Errorf("checkpoint: %s: %w: offset %d beyond the object's end at %d", s.describe(name), ErrCorrupt, off, info.Size)
+		}
+		return []byte{}, nil
+	}
+	return s.get(ctx, name, off, n)
+}
+
+// get reads n bytes at off, or with n < 0 the whole object.
+func (s *S3) get(ctx context.Context, name string, off, n int64) ([]byte, error) {
 	key, err := s.key(name)
 	if err != nil {
 		return nil, err
 	}
 	core := minio.Core{Client: s.client}
+	firstLen := s.rangeSize
+	if n >= 0 {
+		firstLen = min(firstLen, n)
+	}
 	first := minio.GetObjectOptions{}
-	if err := first.SetRange(0, s.rangeSize-1); err != nil {
+	if err := first.SetRange(off, off+firstLen-1); err != nil {
 		return nil, err
 	}
 	body, info, hdr, err := core.GetObject(ctx, s.bucket, key, first)
 	if err != nil {
-		// An empty object has no byte 0: S3 answers 416 to the range.
 		if minio.ToErrorResponse(err).Code == "InvalidRange" {
-			return s.getWhole(ctx, core, key, name)
+			if n < 0 {
+				// An empty object has no byte 0: S3 answers 416.
+				return s.getWhole(ctx, core, key, name)
+			}
+			return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,%d) beyond the object's end", s.describe(name), ErrCorrupt, off, off+n)
 		}
 		return nil, s.wrap(ctx, "get", s.describe(name), err)
 	}
@@ -580,28 +615,42 @@ func (s *S3) Get(ctx context.Context, name string) ([]byte, error) {
 		if err != nil {
 			return nil, s.wrap(ctx, "get", s.describe(name), err)
 		}
+		if n >= 0 {
+			if off+n > int64(len(b)) {
+				return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,%d) beyond the object's end at %d", s.describe(name), ErrCorrupt, off, off+n, len(b))
+			}
+			b = b[off : off+n]
+		}
 		return b, nil
 	}
-	buf := make([]byte, total)
-	n := min(s.rangeSize, total)
-	_, err = io.ReadFull(body, buf[:n])
+	end := total // end of what to read
+	if n >= 0 {
+		if off+n > total {
+			body.Close()
+			return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,%d) beyond the object's end at %d", s.describe(name), ErrCorrupt, off, off+n, total)
+		}
+		end = off + n
+	}
+	buf := make([]byte, end-off)
+	firstEnd := min(off+firstLen, end)
+	_, err = io.ReadFull(body, buf[:firstEnd-off])
 	body.Close()
 	if err != nil {
 		return nil, s.wrap(ctx, "get", s.describe(name), err)
 	}
-	if n == total {
+	if firstEnd == end {
 		return buf, nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s3RangeReads)
-	for off := n; off < total; off += s.rangeSize {
-		end := min(off+s.rangeSize, total)
+	for at := firstEnd; at < end; at += s.rangeSize {
+		to := min(at+s.rangeSize, end)
 		g.Go(func() error {
 			opts := minio.GetObjectOptions{}
 			if err := opts.SetMatchETag(info.ETag); err != nil {
 				return err
 			}
-			if err := opts.SetRange(off, end-1); err != nil {
+			if err := opts.SetRange(at, to-1); err != nil {
 				return err
 			}
 			body, _, _, err := core.GetObject(gctx, s.bucket, key, opts)
@@ -609,7 +658,7 @@ func (s *S3) Get(ctx context.Context, name string) ([]byte, error) {
 				return err
 			}
 			defer body.Close()
-			_, err = io.ReadFull(body, buf[off:end])
+			_, err = io.ReadFull(body, buf[at-off:to-off])
 			return err
 		})
 	}

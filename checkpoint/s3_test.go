@@ -814,7 +814,7 @@ func TestS3CheckpointRestore(t *testing.T) {
 			keyed := map[int][]byte{}
 			var list, union []string
 			for j := 0; j < q; j++ {
-				objects := map[string][]byte{}
+				objects := NewReadCache()
 				for _, op := range []string{opKeyed, opList, opUnion} {
 					rs, err := LoadCached(ctx, s, w.dir, w.md.ID, Assign(w.md, op, j, q), objects)
 					if err != nil {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -36,6 +37,10 @@ type Storage interface {
 	PutIfAbsent(ctx context.Context, name string, data []byte) error
 	// Get reads a whole object; a missing one is ErrNotFound.
 	Get(ctx context.Context, name string) ([]byte, error)
+	// GetRange reads n bytes at offset off of an object: a restore reads
+	// only the key groups it is assigned. A missing object is ErrNotFound,
+	// an object that ends before off+n is ErrCorrupt.
+	GetRange(ctx context.Context, name string, off, n int64) ([]byte, error)
 	// List returns the names of all objects under prefix, sorted.
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Delete removes an object; a missing one is not an error.
@@ -184,6 +189,41 @@ func (l *Local) Get(_ context.Context, name string) ([]byte, error) {
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("checkpoint: %s: %w", l.describe(name), ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", l.describe(name), err)
+	}
+	return b, nil
+}
+
+// GetRange implements Storage.
+func (l *Local) GetRange(_ context.Context, name string, off, n int64) ([]byte, error) {
+	p, err := l.path(name)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,+%d) is negative", l.describe(name), ErrCorrupt, off, n)
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("checkpoint: %s: %w", l.describe(name), ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", l.describe(name), err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", l.describe(name), err)
+	}
+	if off > fi.Size() || n > fi.Size()-off {
+		return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,%d) beyond the object's end at %d", l.describe(name), ErrCorrupt, off, off+n, fi.Size())
+	}
+	b := make([]byte, n)
+	got, err := f.ReadAt(b, off)
+	if err == io.EOF || (err == nil && int64(got) < n) {
+		return nil, fmt.Errorf("checkpoint: %s: %w: range [%d,%d) beyond the object's end", l.describe(name), ErrCorrupt, off, off+n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read %s: %w", l.describe(name), err)

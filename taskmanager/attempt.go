@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbflow/ebbflow/checkpoint"
 	"github.com/ebbflow/ebbflow/internal/control"
@@ -68,6 +69,37 @@ func (tm *TaskManager) deploy(ctx context.Context, c *control.Conn, d *control.D
 			a.stop()
 			return nil, fmt.Errorf("deploy names chain %d but job %q has %d chains", ts.Chain, d.Job, len(chains))
 		}
+	}
+	// Every task's share of the snapshot is read before any task starts,
+	// all tasks at once: the downloads overlap instead of queueing.
+	restoredFor := make([]map[string]*graph.RestoredState, len(d.Tasks))
+	if md != nil {
+		lg, lctx := errgroup.WithContext(ctx)
+		for i, ts := range d.Tasks {
+			lg.Go(func() error {
+				restored := map[string]*graph.RestoredState{}
+				objects := checkpoint.NewReadCache()
+				for _, v := range chains[ts.Chain].Vertices {
+					as := checkpoint.Assign(md, v.Name, ts.Subtask, d.Parallelism)
+					if as == nil {
+						continue
+					}
+					rs, err := checkpoint.LoadCached(lctx, st, d.RestoreDir, md.ID, as, objects)
+					if err != nil {
+						return err
+					}
+					restored[v.Name] = rs
+				}
+				restoredFor[i] = restored
+				return nil
+			})
+		}
+		if err := lg.Wait(); err != nil {
+			a.stop()
+			return nil, err
+		}
+	}
+	for i, ts := range d.Tasks {
 		ch := chains[ts.Chain]
 		rt := &runningTask{id: checkpoint.TaskID{Chain: ts.Chain, Subtask: ts.Subtask}, source: ch.Head().Kind == graph.KindSource}
 		for _, v := range ch.Vertices {
@@ -75,21 +107,9 @@ func (tm *TaskManager) deploy(ctx context.Context, c *control.Conn, d *control.D
 				rt.sink = true
 			}
 		}
-		restored := map[string]*graph.RestoredState{}
-		objects := map[string][]byte{}
-		if md != nil {
-			for _, v := range ch.Vertices {
-				as := checkpoint.Assign(md, v.Name, ts.Subtask, d.Parallelism)
-				if as == nil {
-					continue
-				}
-				rs, err := checkpoint.LoadCached(ctx, st, d.RestoreDir, md.ID, as, objects)
-				if err != nil {
-					a.stop()
-					return nil, err
-				}
-				restored[v.Name] = rs
-			}
+		restored := restoredFor[i]
+		if restored == nil {
+			restored = map[string]*graph.RestoredState{}
 		}
 		cfg := task.Config{
 			Graph: g, Chain: ch, Subtask: ts.Subtask, Parallelism: d.Parallelism, MaxParallelism: d.MaxParallelism,
