@@ -212,9 +212,24 @@ func (tm *TaskManager) SetDraining(ctx context.Context) error {
 	tm.draining = true
 	lease := tm.leaseID
 	tm.mu.Unlock()
+	if lease == 0 {
+		return fmt.Errorf("taskmanager %s: not registered in etcd yet", tm.cfg.ID)
+	}
 	val, _ := json.Marshal(tm.info())
-	_, err := tm.cfg.Etcd.Put(ctx, cluster.TaskManagerKey(tm.cfg.Cluster, tm.cfg.ID), string(val), clientv3.WithLease(lease))
-	return err
+	// Only while our registration stands: a key written without its lease,
+	// or after the lease is gone, would outlive this process.
+	key := cluster.TaskManagerKey(tm.cfg.Cluster, tm.cfg.ID)
+	resp, err := tm.cfg.Etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("taskmanager %s: registration %s is gone (lease %x expired)", tm.cfg.ID, key, lease)
+	}
+	return nil
 }
 
 func (tm *TaskManager) shutdown() {
@@ -277,7 +292,7 @@ func (tm *TaskManager) handleLeader(ctx context.Context, c *control.Conn) {
 		// A new leader: whatever the old one deployed is void.
 		for id, a := range tm.attempts {
 			stale = append(stale, a)
-			delete(tm.attempts, id)
+			tm.forgetAttemptLocked(id)
 		}
 	}
 	tm.maxEpoch = hello.Epoch
@@ -352,8 +367,7 @@ func (tm *TaskManager) handle(ctx context.Context, c *control.Conn, m *control.M
 		tm.releaseMu.Do(func() { close(tm.released) })
 	case control.KindCancel:
 		tm.mu.Lock()
-		a := tm.attempts[m.Attempt]
-		delete(tm.attempts, m.Attempt)
+		a := tm.forgetAttemptLocked(m.Attempt)
 		tm.mu.Unlock()
 		if a != nil {
 			a.stop()

@@ -83,6 +83,9 @@ var keys = []keyDef{
 	{Key: "taskmanager.http", Kind: kString, Default: ":8082", Flag: "http", Roles: "t", Usage: "address of /metrics, /livez and /readyz"},
 	{Key: "taskmanager.drain-timeout", Kind: kDuration, Default: "25s", Roles: "t", Usage: "on SIGTERM, how long to wait for the JobManager to move the work and release this TaskManager (keep it below the grace period, e.g. Kubernetes' 30s)"},
 	{Key: "taskmanager.lease-ttl", Kind: kDuration, Default: "3s", Roles: "t", Usage: "TTL of the TaskManager's etcd lease: a vanished TaskManager is noticed after this"},
+	{Key: "taskmanager.termination-watch", Kind: kString, Default: "none", Flag: "termination-watch", Roles: "t", Usage: "none, aws or gcp: watch the VM's instance metadata for a termination notice (AWS Auto Scaling target-lifecycle-state, spot interruption; GCP preemption, terminating host maintenance) and drain as on SIGTERM (docs/deploy-aws.md, docs/deploy-gcp.md)"},
+	{Key: "taskmanager.metadata-endpoint", Kind: kString, Flag: "metadata-endpoint", Roles: "t", Usage: "instance metadata base URL for taskmanager.termination-watch (default: http://169.254.169.254 for aws, http://metadata.google.internal for gcp)"},
+	{Key: "taskmanager.metadata-poll-interval", Kind: kDuration, Default: "5s", Roles: "t", Usage: "how often the aws watcher polls the instance metadata, and the first retry delay after a metadata error (gcp watches with hanging GETs)"},
 	{Key: "log.level", Kind: kString, Default: "info", Flag: "log-level", Roles: "jt", Usage: "debug, info, warn or error"},
 	{Key: "log.format", Kind: kString, Default: "json", Flag: "log-format", Roles: "jt", Usage: "json or console"},
 }

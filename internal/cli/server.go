@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -45,75 +42,6 @@ func serverLogger(s *settings, w io.Writer) (*zap.Logger, error) {
 		return nil, usageError("config key log.format (EBBFLOW_LOG_FORMAT, --log-format): %q is not json or console", s.str("log.format"))
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
-}
-
-// connectEtcd builds the etcd client (TLS, auth) and waits until etcd
-// answers, retrying with backoff and a log line naming the endpoints, up to
-// etcd.startup-timeout.
-func connectEtcd(ctx context.Context, s *settings, log *zap.Logger) (*clientv3.Client, error) {
-	eps := s.list("etcd.endpoints")
-	if len(eps) == 0 {
-		return nil, usageError("config key etcd.endpoints (EBBFLOW_ETCD_ENDPOINTS, --etcd-endpoints) is empty")
-	}
-	cfg := clientv3.Config{Endpoints: eps, DialTimeout: s.dur("etcd.dial-timeout"), Logger: zap.NewNop(), Username: s.str("etcd.username")}
-	pw, err := s.secret("etcd.password", "etcd.password-file")
-	if err != nil {
-		return nil, err
-	}
-	cfg.Password = pw
-	if cert, key, ca := s.str("etcd.tls.cert"), s.str("etcd.tls.key"), s.str("etcd.tls.ca"); cert != "" || key != "" || ca != "" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if (cert == "") != (key == "") {
-			return nil, usageError("config keys etcd.tls.cert and etcd.tls.key must be set together")
-		}
-		if cert != "" {
-			pair, err := tls.LoadX509KeyPair(cert, key)
-			if err != nil {
-				return nil, usageError("config keys etcd.tls.cert/etcd.tls.key: %v", err)
-			}
-			tc.Certificates = []tls.Certificate{pair}
-		}
-		if ca != "" {
-			b, err := os.ReadFile(ca)
-			if err != nil {
-				return nil, usageError("config key etcd.tls.ca: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(b) {
-				return nil, usageError("config key etcd.tls.ca: %s holds no PEM certificate", ca)
-			}
-			tc.RootCAs = pool
-		}
-		cfg.TLS = tc
-	}
-	cli, err := clientv3.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client for %v: %w", eps, err)
-	}
-	deadline := time.Now().Add(s.dur("etcd.startup-timeout"))
-	backoff := 200 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-		_, err = cli.Get(actx, "/ebbflow/")
-		cancel()
-		if err == nil {
-			log.Info("connected to etcd", zap.Strings("endpoints", eps))
-			return cli, nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			cli.Close()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("etcd at %s unreachable for %v (etcd.startup-timeout): %w", strings.Join(eps, ","), s.dur("etcd.startup-timeout"), err)
-		}
-		log.Warn("etcd unreachable; retrying", zap.Strings("endpoints", eps), zap.Duration("backoff", backoff), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
 }
 
 // openStorage opens checkpoint.dir (file:// or s3://).
@@ -262,6 +190,14 @@ func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
 			defer log.Sync()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			watcher, early, err := startTerminationWatch(ctx, s, log)
+			if err != nil {
+				return err
+			}
+			if early != nil {
+				log.Info("termination notice at start: " + early.Reason + "; not registering")
+				return nil
+			}
 			// Check the storage settings at start so a typo fails here, not at
 			// the first checkpoint.
 			storage, err := openStorage(ctx, s)
@@ -299,40 +235,40 @@ func taskmanagerCommand(jobs Jobs, stderr io.Writer) *cobra.Command {
 			defer stopHTTP()
 			// SIGTERM drains: mark draining in etcd and keep running until the
 			// JobManager has moved the work and releases us, or the drain
-			// timeout passes. A second signal stops at once.
+			// timeout passes. A second signal stops at once. A termination
+			// notice from the instance metadata starts the same drain.
 			runCtx, cancelRun := context.WithCancel(context.Background())
 			defer cancelRun()
 			runErr := make(chan error, 1)
 			go func() { runErr <- tm.Run(runCtx) }()
+			wctx, cancelWatch := context.WithCancel(context.Background())
+			defer cancelWatch()
+			notices := watchTermination(wctx, watcher)
+			drain := s.dur("taskmanager.drain-timeout")
+			var stopNow <-chan struct{}
 			select {
 			case err := <-runErr:
 				return err
 			case <-ctx.Done():
+				again, stopAgain := afterSignals(1, nil) // before stop(): no gap without a handler
+				defer stopAgain()
+				stop()
+				stopNow = again
+				log.Info("signal received; draining", zap.Duration("drainTimeout", drain))
+			case n := <-notices:
+				// The shutdown that follows a notice (GCP's ACPI soft-off,
+				// systemd stopping the unit) sends SIGTERM: that one does not
+				// cut the drain short; a second signal does.
+				again, stopAgain := afterSignals(2, func() {
+					log.Info("signal received; already draining on a termination notice (a second signal stops at once)")
+				})
+				defer stopAgain()
+				stop()
+				stopNow = again
+				log.Info("termination notice: "+n.Reason+"; draining", zap.String("reason", n.Reason), zap.Duration("drainTimeout", drain))
 			}
-			stop()
-			drain := s.dur("taskmanager.drain-timeout")
-			log.Info("signal received; draining", zap.Duration("drainTimeout", drain))
-			dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			err = tm.SetDraining(dctx)
-			dcancel()
-			if err != nil {
-				log.Warn("could not mark draining in etcd; stopping", zap.Error(err))
-				cancelRun()
-				return <-runErr
-			}
-			again, stopAgain := signalContext(context.Background())
-			defer stopAgain()
-			select {
-			case err := <-runErr:
-				log.Info("drained")
-				return err
-			case <-time.After(drain):
-				log.Warn("drain timeout passed before the JobManager released this TaskManager; stopping", zap.Duration("drainTimeout", drain))
-			case <-again.Done():
-				log.Warn("second signal; stopping without waiting for the drain")
-			}
-			cancelRun()
-			return <-runErr
+			cancelWatch()
+			return drainTaskManager(tm, runErr, cancelRun, drain, stopNow, log)
 		},
 	}
 	addConfigFlags(cmd.Flags(), 't')

@@ -91,36 +91,64 @@ func (p *Process) Log() string {
 // Etcd is a running etcd server.
 type Etcd struct {
 	*Process
+	// Endpoint is host:port; URL is Endpoint with its scheme (http:// or,
+	// with TLS, https://), the form ebbflow's etcd.endpoints takes.
 	Endpoint string
-	dir      string
-	bin      string
-	port     int
-	peer     int
+	URL      string
+	// TLS holds the throwaway CA and the certificates when the server was
+	// started with EtcdOptions.TLS; nil otherwise.
+	TLS *EtcdTLS
+	// RootPassword is the root user's password once auth is enabled.
+	RootPassword string
+	opts         EtcdOptions
+	dir          string
+	bin          string
+	port         int
+	peer         int
 }
 
 // StartEtcd starts a single-member etcd on loopback with its data in a
-// temporary folder.
+// temporary folder, serving plain HTTP without authentication.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
-	e := &Etcd{bin: binary(t, "EBBFLOW_ETCD_BIN"), dir: t.TempDir(), port: FreePort(t), peer: FreePort(t)}
+	return StartEtcdWith(t, EtcdOptions{})
+}
+
+// StartEtcdWith starts etcd like StartEtcd, with TLS and/or password
+// authentication as the options ask (see EtcdOptions).
+func StartEtcdWith(t testing.TB, o EtcdOptions) *Etcd {
+	t.Helper()
+	if o.ClientCertAuth && !o.TLS {
+		t.Fatal("testenv: EtcdOptions.ClientCertAuth needs TLS")
+	}
+	e := &Etcd{bin: binary(t, "EBBFLOW_ETCD_BIN"), dir: t.TempDir(), port: FreePort(t), peer: FreePort(t), opts: o}
 	e.Endpoint = "127.0.0.1:" + strconv.Itoa(e.port)
+	e.URL = "http://" + e.Endpoint
+	if o.TLS {
+		e.TLS = newEtcdTLS(t)
+		e.URL = "https://" + e.Endpoint
+	}
 	e.start(t)
+	if o.Auth != nil {
+		e.enableAuth(t, *o.Auth)
+	}
 	return e
 }
 
 func (e *Etcd) start(t testing.TB) {
 	t.Helper()
-	client := "http://" + e.Endpoint
 	peer := "http://127.0.0.1:" + strconv.Itoa(e.peer)
-	cmd := exec.Command(e.bin, "--name", "test", "--data-dir", e.dir,
-		"--listen-client-urls", client, "--advertise-client-urls", client,
+	args := []string{"--name", "test", "--data-dir", e.dir,
+		"--listen-client-urls", e.URL, "--advertise-client-urls", e.URL,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--log-level", "warn")
-	e.Process = startProcess(t, "etcd", cmd)
-	waitHTTP(t, client+"/health", e.Process)
+		"--initial-cluster", "test=" + peer, "--log-level", "warn"}
+	args = append(args, e.securityArgs()...)
+	e.Process = startProcess(t, "etcd", exec.Command(e.bin, args...))
+	waitHealthy(t, e.URL+"/health", e.healthClient(t), e.Process)
 }
 
-// Restart starts the server again on the same data and ports after Kill.
+// Restart starts the server again on the same data and ports after Kill
+// (with the same TLS material; users and auth state live in the data).
 func (e *Etcd) Restart(t testing.TB) {
 	t.Helper()
 	e.Kill()
@@ -164,11 +192,16 @@ func (m *MinIO) Start(t testing.TB) { m.start(t) }
 
 func waitHTTP(t testing.TB, url string, p *Process) {
 	t.Helper()
+	waitHealthy(t, url, http.DefaultClient, p)
+}
+
+func waitHealthy(t testing.TB, url string, client *http.Client, p *Process) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
