@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/ebbflow/ebbflow/codec"
@@ -21,6 +22,9 @@ type Backend[K comparable] struct {
 	curKey   K
 	curIdx   int
 	states   map[string]keyedState
+	// scratch holds each state's encoding of one key group while a
+	// snapshot is taken; kept between snapshots so its memory stays warm.
+	scratch [][]byte
 }
 
 type keyedState interface {
@@ -71,7 +75,10 @@ func (b *Backend[K]) Snapshot() map[int][]byte {
 	names := b.names()
 	// One scratch buffer per state, reused across key groups, and one
 	// exactly sized allocation per key group: state can be gigabytes.
-	scratch := make([][]byte, len(names))
+	if len(b.scratch) != len(names) {
+		b.scratch = make([][]byte, len(names))
+	}
+	scratch := b.scratch
 	ok := make([]bool, len(names))
 	for idx := 0; idx < b.kgs.Len(); idx++ {
 		size := 0
@@ -149,6 +156,25 @@ func readChunk(b []byte) (chunk, rest []byte, err error) {
 	return b[k : k+int(n)], b[k+int(n):], nil
 }
 
+// appendEncoded appends v's encoding as a chunk (uvarint length, bytes)
+// without an intermediate buffer: it encodes after a one-byte length and,
+// for an encoding of 128 bytes or more, moves it up to make room for the
+// longer length (a move within bytes just written, still in cache).
+func appendEncoded[T any](dst []byte, c codec.Codec[T], v T) []byte {
+	start := len(dst)
+	dst = c.Append(append(dst, 0), v)
+	n := len(dst) - start - 1
+	if n < 0x80 {
+		dst[start] = byte(n)
+		return dst
+	}
+	l := uvarintLen(n)
+	dst = slices.Grow(dst, l-1)[:len(dst)+l-1]
+	copy(dst[start+l:], dst[start+1:start+1+n])
+	binary.PutUvarint(dst[start:], uint64(n))
+	return dst
+}
+
 func appendChunk(dst, chunk []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(chunk)))
 	return append(dst, chunk...)
@@ -159,7 +185,6 @@ type Value[K comparable, V any] struct {
 	b      *Backend[K]
 	vc     codec.Codec[V]
 	groups []map[K]V
-	tmp    []byte
 }
 
 // NewValue declares a value state called name.
@@ -191,10 +216,8 @@ func (s *Value[K, V]) appendKG(idx int, dst []byte) ([]byte, bool) {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(m)))
 	for k, v := range m {
-		s.tmp = s.b.keyCodec.Append(s.tmp[:0], k)
-		dst = appendChunk(dst, s.tmp)
-		s.tmp = s.vc.Append(s.tmp[:0], v)
-		dst = appendChunk(dst, s.tmp)
+		dst = appendEncoded(dst, s.b.keyCodec, k)
+		dst = appendEncoded(dst, s.vc, v)
 	}
 	return dst, true
 }
@@ -244,7 +267,6 @@ type Map[K comparable, UK comparable, UV any] struct {
 	ukc    codec.Codec[UK]
 	uvc    codec.Codec[UV]
 	groups []map[K]map[UK]UV
-	tmp    []byte
 }
 
 // NewMap declares a map state called name.
@@ -307,14 +329,11 @@ func (s *Map[K, UK, UV]) appendKG(idx int, dst []byte) ([]byte, bool) {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(g)))
 	for k, m := range g {
-		s.tmp = s.b.keyCodec.Append(s.tmp[:0], k)
-		dst = appendChunk(dst, s.tmp)
+		dst = appendEncoded(dst, s.b.keyCodec, k)
 		dst = binary.AppendUvarint(dst, uint64(len(m)))
 		for uk, uv := range m {
-			s.tmp = s.ukc.Append(s.tmp[:0], uk)
-			dst = appendChunk(dst, s.tmp)
-			s.tmp = s.uvc.Append(s.tmp[:0], uv)
-			dst = appendChunk(dst, s.tmp)
+			dst = appendEncoded(dst, s.ukc, uk)
+			dst = appendEncoded(dst, s.uvc, uv)
 		}
 	}
 	return dst, true

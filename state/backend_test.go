@@ -786,3 +786,27 @@ func TestRestoreHugeCountDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// appendEncoded writes a chunk in place; every length around the uvarint
+// boundaries reads back as the same bytes, after other data.
+func TestAppendEncodedLengths(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 129, 16383, 16384, 16385, 1 << 21} {
+		v := make([]byte, n)
+		for i := range v {
+			v[i] = byte(i*31 + 7)
+		}
+		dst := appendEncoded([]byte("prefix"), codec.Bytes(), v)
+		dst = appendEncoded(dst, codec.String(), "next")
+		chunk, rest, err := readChunk(dst[len("prefix"):])
+		if err != nil || !bytes.Equal(chunk, v) {
+			t.Fatalf("length %d: chunk of %d bytes, err %v", n, len(chunk), err)
+		}
+		if want := appendChunk(nil, v); !bytes.Equal(dst[len("prefix"):len(dst)-len(rest)], want) {
+			t.Fatalf("length %d: encoding differs from appendChunk", n)
+		}
+		next, rest, err := readChunk(rest)
+		if err != nil || string(next) != "next" || len(rest) != 0 {
+			t.Fatalf("length %d: the chunk after it = %q, %d left, %v", n, next, len(rest), err)
+		}
+	}
+}
