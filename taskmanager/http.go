@@ -13,6 +13,32 @@ type tmMetrics struct {
 	registered prometheus.Gauge
 	snapshots  *prometheus.CounterVec
 	snapBytes  prometheus.Counter
+	// retiredSource holds the source records of attempts that are no longer
+	// in tm.attempts (guarded by tm.mu), so that
+	// ebbflow_taskmanager_source_records_total never goes back.
+	retiredSource int64
+}
+
+// attemptRecords sums the records of an attempt's source (or sink) tasks.
+func attemptRecords(a *attempt, source bool) int64 {
+	var n int64
+	for _, rt := range a.tasks {
+		if (source && rt.source) || (!source && rt.sink) {
+			n += rt.t.Stats.RecordsIn.Load()
+		}
+	}
+	return n
+}
+
+// forgetAttemptLocked removes an attempt from tm.attempts and adds its
+// source records to the running total; tm.mu is held.
+func (tm *TaskManager) forgetAttemptLocked(id int64) *attempt {
+	a := tm.attempts[id]
+	if a != nil {
+		tm.metrics.retiredSource += attemptRecords(a, true)
+		delete(tm.attempts, id)
+	}
+	return a
 }
 
 func newTMMetrics(tm *TaskManager) *tmMetrics {
@@ -39,20 +65,26 @@ func newTMMetrics(tm *TaskManager) *tmMetrics {
 			defer tm.mu.Unlock()
 			var n int64
 			for _, a := range tm.attempts {
-				for _, rt := range a.tasks {
-					if (source && rt.source) || (!source && rt.sink) {
-						n += rt.t.Stats.RecordsIn.Load()
-					}
-				}
+				n += attemptRecords(a, source)
 			}
 			return float64(n)
 		}
+	}
+	sourceTotal := func() float64 {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		n := m.retiredSource
+		for _, a := range tm.attempts {
+			n += attemptRecords(a, true)
+		}
+		return float64(n)
 	}
 	m.snapshots.WithLabelValues("stored")
 	m.snapshots.WithLabelValues("failed")
 	m.reg.MustRegister(m.refusals, m.registered, m.snapshots, m.snapBytes, slots, tasks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_source_records", Help: "Records emitted by this TaskManager's source tasks in the current attempt."}, records(true)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_sink_records", Help: "Records received by this TaskManager's sink tasks in the current attempt."}, records(false)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ebbflow_taskmanager_source_records_total", Help: "Records emitted by this TaskManager's source tasks since it started, over all attempts (replays included); rate() of it is the TaskManager's input records/s."}, sourceTotal),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
