@@ -307,10 +307,22 @@ func (w *writer[T]) Write(v T) error {
 }
 
 func (w *writer[T]) open() error {
-	w.name = fmt.Sprintf("%s%d-%d-%d%s", inProgressPrefix, w.attempt, w.subtask, w.seq, inProgressSuffix)
-	f, err := os.OpenFile(filepath.Join(w.dir, w.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("filesink: %w", err)
+	var f *os.File
+	for {
+		w.name = fmt.Sprintf("%s%d-%d-%d%s", inProgressPrefix, w.attempt, w.subtask, w.seq, inProgressSuffix)
+		var err error
+		f, err = os.OpenFile(filepath.Join(w.dir, w.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			break
+		}
+		// Only this writer makes names of its attempt and subtask, so an
+		// existing one is a leftover of an earlier run of the job that
+		// started over with the same attempt numbers (ebbflow local
+		// --fresh): leave it, take the next sequence number.
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("filesink: %w", err)
+		}
+		w.seq++
 	}
 	w.f = f
 	if w.bw == nil {

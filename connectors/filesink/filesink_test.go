@@ -277,3 +277,32 @@ func TestReadCommitted(t *testing.T) {
 		t.Fatal("missing folder read")
 	}
 }
+
+// A job started over from nothing (ebbflow local --fresh) reuses attempt
+// numbers; in-progress leftovers of the earlier run with the same attempt
+// and subtask must not fail the writer, and must not be committed.
+func TestFreshRunOverSameAttemptLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{".part-1-0-0.inprogress", ".part-1-0-1.inprogress"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("999\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWriter(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 1, Attempt: 1})
+	write(t, w, 1, 2)
+	c := preCommit(t, w, 1)
+	if err := w.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	write(t, w, 3)
+	c = preCommit(t, w, 2)
+	if err := w.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, dir); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("committed %q, want 1 2 3 (leftovers must not be committed)", got)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
