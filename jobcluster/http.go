@@ -6,18 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ebbflow/ebbflow/internal/cluster"
 )
 
 // Handler serves the JobManager's REST API (docs/rest-api.md), /metrics,
 // /livez and /readyz.
 func (jm *JobManager) Handler() http.Handler {
-	mux := http.NewServeMux()
+	mux := &leaderMux{jm: jm, ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /v1/job", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, jm.Status())
 	})
@@ -54,9 +59,9 @@ func (jm *JobManager) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, sp)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(jm.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.ServeMux.Handle("GET /metrics", promhttp.HandlerFor(jm.metrics.reg, promhttp.HandlerOpts{}))
+	mux.ServeMux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.ServeMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := jm.Ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -64,6 +69,91 @@ func (jm *JobManager) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// leaderMux serves the REST API (/v1/…) of the leader: on a standby, such a
+// request is forwarded to the leader's REST address (from etcd), so a
+// Service or load balancer in front of both JobManagers gives the leader's
+// answers. `?local=1` asks this JobManager itself. /metrics, /livez and
+// /readyz are always this process's own.
+type leaderMux struct {
+	jm *JobManager
+	*http.ServeMux
+}
+
+// ForwardedHeader marks a request a standby forwarded, and the response
+// the leader gave it; a forwarded request is never forwarded again.
+const ForwardedHeader = "X-Ebbflow-Forwarded-By"
+
+func (m *leaderMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.ServeMux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("local") != "" || !m.jm.standingBy() {
+			h(w, r)
+			return
+		}
+		if by := r.Header.Get(ForwardedHeader); by != "" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": fmt.Sprintf("JobManager %s is a standby too (request forwarded by %s while leadership changes); try again", m.jm.cfg.ID, by)})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		leader, err := m.jm.leaderInfo(ctx)
+		cancel()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": fmt.Sprintf("JobManager %s is a standby and cannot forward to the leader: %v (add ?local=1 for this standby's own status)", m.jm.cfg.ID, err)})
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: leader.HTTP}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.SetXForwarded()
+				pr.Out.Header.Set(ForwardedHeader, m.jm.cfg.ID)
+			},
+			ModifyResponse: func(resp *http.Response) error {
+				resp.Header.Set(ForwardedHeader, m.jm.cfg.ID)
+				return nil
+			},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				writeJSON(w, http.StatusBadGateway, map[string]string{"error": fmt.Sprintf("JobManager %s is a standby; the leader %s at %s did not answer: %v", m.jm.cfg.ID, leader.ID, leader.HTTP, err)})
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+// standingBy reports whether this JobManager waits in the election.
+func (jm *JobManager) standingBy() bool {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	return jm.status.Phase == "standby"
+}
+
+// leaderInfo finds the leader (the oldest election key) and its REST address.
+func (jm *JobManager) leaderInfo(ctx context.Context) (cluster.JobManagerInfo, error) {
+	var info cluster.JobManagerInfo
+	resp, err := jm.cfg.Etcd.Get(ctx, cluster.LeaderPrefix(jm.cfg.Cluster)+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return info, fmt.Errorf("etcd: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return info, errors.New("no JobManager leads right now")
+	}
+	id := string(resp.Kvs[0].Value)
+	if id == jm.cfg.ID {
+		return info, errors.New("this JobManager is becoming the leader")
+	}
+	key := cluster.JobManagerKey(jm.cfg.Cluster, id)
+	r, err := jm.cfg.Etcd.Get(ctx, key)
+	if err != nil {
+		return info, fmt.Errorf("etcd: %w", err)
+	}
+	if len(r.Kvs) == 0 {
+		return info, fmt.Errorf("the leader %s has not published a REST address (%s)", id, key)
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, &info); err != nil || info.HTTP == "" {
+		return info, fmt.Errorf("bad value under %s", key)
+	}
+	return info, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -35,6 +35,10 @@ type JobManager struct {
 	cfg Config
 	log *zap.Logger
 
+	// httpAdvertise is where this JobManager's REST API is reached (set
+	// before Run); a standby forwards REST requests to the leader's.
+	httpAdvertise string
+
 	// leadership
 	session  *concurrency.Session
 	election *concurrency.Election
@@ -124,6 +128,11 @@ func New(cfg Config) (*JobManager, error) {
 	return jm, nil
 }
 
+// SetHTTPAdvertise records where this JobManager's REST API is reached
+// (host:port). Call it before Run: a standby forwards REST requests to the
+// leader's address.
+func (jm *JobManager) SetHTTPAdvertise(addr string) { jm.httpAdvertise = addr }
+
 // Epoch is the leader epoch (0 before leadership).
 func (jm *JobManager) Epoch() int64 { return jm.epoch }
 
@@ -142,6 +151,13 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("jobmanager: etcd session: %w", err)
 	}
 	jm.session = s
+	if jm.httpAdvertise != "" {
+		val, _ := json.Marshal(cluster.JobManagerInfo{ID: jm.cfg.ID, HTTP: jm.httpAdvertise})
+		if _, err := jm.cfg.Etcd.Put(ctx, cluster.JobManagerKey(jm.cfg.Cluster, jm.cfg.ID), string(val), clientv3.WithLease(s.Lease())); err != nil {
+			s.Close()
+			return fmt.Errorf("jobmanager: register %s: %w", cluster.JobManagerKey(jm.cfg.Cluster, jm.cfg.ID), err)
+		}
+	}
 	defer func() {
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer rcancel()
@@ -161,6 +177,7 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 	jm.epoch = jm.election.Rev()
 	jm.leaderKy = jm.election.Key()
 	jm.log.Info("became leader", zap.Int64("epoch", jm.epoch), zap.String("key", jm.leaderKy))
+	jm.setPhase("starting")
 	jm.metrics.leader.Set(1)
 	defer jm.metrics.leader.Set(0)
 

@@ -65,6 +65,7 @@ var keys = []keyDef{
 	{Key: "s3.create-bucket", Kind: kBool, Default: "false", Flag: "s3-create-bucket", Roles: "jt", Usage: "create the bucket if it does not exist"},
 	{Key: "jobmanager.id", Kind: kString, Flag: "id", Roles: "j", Usage: "this JobManager's name (default: hostname-pid)"},
 	{Key: "jobmanager.http", Kind: kString, Default: ":8081", Flag: "http", Roles: "j", Usage: "address of the REST API, /metrics, /livez and /readyz"},
+	{Key: "jobmanager.http-advertise", Kind: kString, Flag: "http-advertise", Roles: "j", Usage: "host:port where the other JobManagers reach this one's REST API: a standby forwards REST requests to the leader (default: the http address, with this host's name when the host part is empty)"},
 	{Key: "jobmanager.session-ttl", Kind: kDuration, Default: "5s", Roles: "j", Usage: "TTL of the leader's etcd session: a dead leader is replaced after this"},
 	{Key: "jobmanager.parallelism", Kind: kInt, Default: "0", Flag: "parallelism", Roles: "j", Usage: "cap on the job's parallelism (0 = every slot, up to max parallelism)"},
 	{Key: "jobmanager.min-parallelism", Kind: kInt, Default: "1", Flag: "min-parallelism", Roles: "j", Usage: "with fewer usable slots the job waits"},

@@ -88,6 +88,23 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log *zap.Logger
 	return ln.Addr().String(), stop, nil
 }
 
+// advertiseHost is a bound address as others dial it: an unspecified IP
+// (":8081" in a container) becomes this host's name.
+func advertiseHost(bound string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bound
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return bound
+	}
+	return net.JoinHostPort(h, port)
+}
+
 func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobmanager [flags] JOB [job flags]",
@@ -142,6 +159,13 @@ func jobmanagerCommand(jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer stopHTTP()
+			adv := s.str("jobmanager.http-advertise")
+			if adv == "" {
+				adv = advertiseHost(addr)
+			} else if _, _, err := net.SplitHostPort(adv); err != nil {
+				return usageError("config key jobmanager.http-advertise (--http-advertise) must be host:port, got %q", adv)
+			}
+			jm.SetHTTPAdvertise(adv)
 			log.Info("jobmanager starting", zap.String("id", id), zap.String("cluster", s.str("cluster.id")), zap.String("job", name),
 				zap.String("checkpoints", storage.URL()), zap.String("http", addr))
 			err = jm.Run(ctx)

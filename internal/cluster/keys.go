@@ -19,6 +19,16 @@ func TaskManagersPrefix(id string) string { return Prefix(id) + "taskmanagers/" 
 // TaskManagerKey is the key of TaskManager tm.
 func TaskManagerKey(id, tm string) string { return TaskManagersPrefix(id) + tm }
 
+// JobManagerKey holds, under the JobManager's session lease, where its REST
+// API is reached: a standby forwards REST requests to the leader's.
+func JobManagerKey(id, jm string) string { return Prefix(id) + "jobmanagers/" + jm }
+
+// JobManagerInfo is the value under a JobManager's key.
+type JobManagerInfo struct {
+	ID   string `json:"id"`
+	HTTP string `json:"http"` // host:port of the REST API
+}
+
 // LeaderPrefix is the election prefix of the JobManagers.
 func LeaderPrefix(id string) string { return Prefix(id) + "leader" }
 

@@ -82,10 +82,12 @@ type jobStatus struct {
 	} `json:"rescales"`
 }
 
-// status reads GET /v1/job; ok=false while the server is not up.
+// status reads GET /v1/job?local=1 (this JobManager's own view, also on a
+// standby, which would otherwise forward to the leader); ok=false while the
+// server is not up.
 func (j *jobmanager) status() (jobStatus, bool) {
 	var st jobStatus
-	resp, err := http.Get("http://" + j.http + "/v1/job")
+	resp, err := http.Get("http://" + j.http + "/v1/job?local=1")
 	if err != nil {
 		return st, false
 	}
@@ -167,6 +169,20 @@ func TestClusterLeaderFailover(t *testing.T) {
 	a.waitStatus("leadership", time.Minute, func(s jobStatus) bool { return s.Epoch > 0 })
 	b := c.jobmanager("jm-b")
 	b.waitStatus("standby", time.Minute, func(s jobStatus) bool { return s.Phase == "standby" })
+	// The standby forwards REST requests to the leader: behind one Service
+	// both answer as the leader.
+	lead, _ := a.status()
+	resp, err := http.Get("http://" + b.http + "/v1/job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fwd jobStatus
+	err = json.NewDecoder(resp.Body).Decode(&fwd)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || fwd.Epoch != lead.Epoch || fwd.Phase == "standby" || resp.Header.Get("X-Ebbflow-Forwarded-By") != "jm-b" {
+		t.Fatalf("GET /v1/job on the standby: status %d, epoch %d (leader's %d), phase %q, forwarded-by %q, err %v",
+			resp.StatusCode, fwd.Epoch, lead.Epoch, fwd.Phase, resp.Header.Get("X-Ebbflow-Forwarded-By"), err)
+	}
 	a.waitStatus("a checkpoint", time.Minute, checkpointed(0))
 	a.kill9()
 	took := b.waitStatus("takeover", 30*time.Second, func(s jobStatus) bool { return s.Epoch > 0 && s.Phase == "running" })
