@@ -44,8 +44,8 @@ func Main(app string, jobs Jobs, args []string) int {
 	return Run(context.Background(), app, jobs, args, os.Stdout, os.Stderr)
 }
 
-// Run runs the command line with its own context and output streams.
-func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stderr io.Writer) int {
+// newRoot builds the command tree (Run executes it; Resolve only parses).
+func newRoot(app string, jobs Jobs, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           app,
 		Short:         "ebbflow: a stateful stream processor whose job clusters scale themselves",
@@ -55,7 +55,13 @@ func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stde
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(localCommand(jobs, stdout, stderr), jobsCommand(jobs, stdout),
-		jobmanagerCommand(jobs, stdout, stderr), taskmanagerCommand(jobs, stderr), savepointCommand(stdout), rescalesCommand(stdout))
+		jobmanagerCommand(jobs, stdout, stderr), taskmanagerCommand(jobs, stderr), savepointCommand(stdout), rescalesCommand(stdout), healthcheckCommand(stdout))
+	return root
+}
+
+// Run runs the command line with its own context and output streams.
+func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(app, jobs, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -65,6 +71,10 @@ func Run(ctx context.Context, app string, jobs Jobs, args []string, stdout, stde
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprint(stderr, root.UsageString())
+		return 2
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") ||
 		strings.Contains(err.Error(), "invalid argument") || strings.HasPrefix(err.Error(), "unknown shorthand") {

@@ -136,6 +136,16 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	if err := t.build(ctx); err != nil {
 		return err
 	}
+	// A consumer cut off by a network partition sends no more credits and
+	// no FIN or RST either, so a send waiting for credit (or a write into a
+	// full socket buffer) would wait forever and the task could never be
+	// stopped. Cancelling the task closes its output channels, which wakes
+	// such a send with an error.
+	defer context.AfterFunc(ctx, func() {
+		for _, w := range t.writers {
+			_ = w.Close()
+		}
+	})()
 	if t.cfg.Gate != nil {
 		select {
 		case <-t.cfg.Gate.Attached():
