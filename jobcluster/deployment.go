@@ -330,6 +330,7 @@ func (jm *JobManager) deploy(ctx context.Context, plan scheduler.Plan) error {
 	}
 	d.coord = checkpoint.NewCoordinator(ids, jm.lastID, jm.cfg.CheckpointInterval, jm.cfg.CheckpointTimeout, time.Now())
 	jm.dep = d
+	jm.lastP = d.parallelism
 	jm.log.Info("deploying", zap.Int64("attempt", d.attempt), zap.Int("parallelism", p), zap.Int("taskmanagers", len(d.tms)),
 		zap.Int("tasks", len(d.tasks)), zap.Int64("restoreFrom", restoreID))
 	for tm, specs := range perTM {

@@ -60,6 +60,7 @@ type JobManager struct {
 	deferred     *rescale // a restart waiting for its backoff
 	lastWait     string
 	attemptNo    int64
+	lastP        int   // parallelism of the last deployment (the "from" of the next rescale, also after a failed one is gone)
 	lastID       int64 // last checkpoint id used
 	latest       *cluster.CheckpointPointer
 	dep          *deployment

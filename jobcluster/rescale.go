@@ -81,7 +81,7 @@ func (jm *JobManager) apply(ctx context.Context, a reactive.Action) {
 		_ = jm.send(a.TM, &control.Message{Kind: control.KindRelease})
 	case reactive.Deploy:
 		jm.lastWait = ""
-		from := 0
+		from := jm.lastP
 		if jm.dep != nil {
 			from = jm.dep.parallelism
 		}

@@ -353,6 +353,15 @@ func (m *Machine) decide(now time.Time) []Action {
 	case rescaling:
 		return []Action{m.wait("a deployment is in progress")}
 	case running:
+		for id := range m.pendingDrain {
+			if m.hosts(id) {
+				// A TaskManager began draining while the last deployment
+				// was being made, which still placed work on it: move the
+				// work at once (draining overrides stabilization and
+				// cooldown).
+				return m.redeploy(now, TriggerDrain, true)
+			}
+		}
 		if target == m.current || target == 0 {
 			if target == 0 {
 				return []Action{m.wait("below min-parallelism; keeping the running deployment")}
