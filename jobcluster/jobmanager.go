@@ -60,6 +60,7 @@ type JobManager struct {
 	deferred     *rescale // a restart waiting for its backoff
 	lastWait     string
 	attemptNo    int64
+	takeover     bool  // a previous leader ran this job: record the first deployment as a failover
 	lastP        int   // parallelism of the last deployment (the "from" of the next rescale, also after a failed one is gone)
 	lastID       int64 // last checkpoint id used
 	latest       *cluster.CheckpointPointer
@@ -236,6 +237,9 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 			if err := jm.guardedDelete(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster)); err != nil {
 				return err
 			}
+			if err := jm.guardedDelete(ctx, cluster.RescalesKey(jm.cfg.Cluster)); err != nil {
+				return err
+			}
 			info = cluster.JobInfo{}
 			same = true
 			jm.attemptNo = 0
@@ -247,6 +251,25 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 			return ErrAlreadyFinished
 		}
 		jm.attemptNo = max(jm.attemptNo, info.Attempt)
+	}
+	// The rescale history of earlier leaders of this job: a takeover
+	// continues it, and its first deployment is recorded as a failover.
+	resp, err = jm.cfg.Etcd.Get(ctx, cluster.RescalesKey(jm.cfg.Cluster))
+	if err != nil {
+		return fmt.Errorf("jobmanager: read rescale history: %w", err)
+	}
+	if len(resp.Kvs) > 0 {
+		var hist []RescaleRecord
+		if err := json.Unmarshal(resp.Kvs[0].Value, &hist); err != nil {
+			// Informational only: say so and start a new history.
+			jm.log.Warn("rescale history in etcd is unreadable; starting a new one", zap.String("key", cluster.RescalesKey(jm.cfg.Cluster)), zap.Error(err))
+		} else if len(hist) > 0 {
+			jm.mu.Lock()
+			jm.status.Rescales = hist
+			jm.mu.Unlock()
+			jm.takeover = true
+			jm.lastP = hist[len(hist)-1].To
+		}
 	}
 	resp, err = jm.cfg.Etcd.Get(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
 	if err != nil {

@@ -2,11 +2,14 @@ package jobcluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/ebbflow/ebbflow/internal/cluster"
 	"github.com/ebbflow/ebbflow/internal/control"
 	"github.com/ebbflow/ebbflow/network"
 	"github.com/ebbflow/ebbflow/reactive"
@@ -81,6 +84,14 @@ func (jm *JobManager) apply(ctx context.Context, a reactive.Action) {
 		_ = jm.send(a.TM, &control.Message{Kind: control.KindRelease})
 	case reactive.Deploy:
 		jm.lastWait = ""
+		if old := jm.rescale; old != nil {
+			// A rescale overtaken by the next decision (a TaskManager lost
+			// or draining mid-rescale) stays in the history, incomplete.
+			old.rec.Note = strings.TrimSpace(old.rec.Note + " superseded by " + string(a.Trigger) + " before it completed")
+			old.rec.PauseMs = ms(time.Since(old.rec.StartedAt))
+			jm.rescale = nil
+			jm.recordRescale(old.rec)
+		}
 		from := jm.lastP
 		if jm.dep != nil {
 			from = jm.dep.parallelism
@@ -102,7 +113,13 @@ func (jm *JobManager) apply(ctx context.Context, a reactive.Action) {
 			jm.step(ctx, reactive.Event{Kind: reactive.Running})
 			return
 		}
-		if a.Trigger != reactive.TriggerStart {
+		if a.Trigger == reactive.TriggerStart && jm.takeover {
+			// The job ran under an earlier leader: this deployment is the
+			// failover's restore, and belongs in the history.
+			r.rec.Trigger = TriggerFailover
+		}
+		jm.takeover = false
+		if r.rec.Trigger != string(reactive.TriggerStart) {
 			r.rec.Snapshot = jm.latestID()
 			jm.rescale = r
 		}
@@ -221,7 +238,10 @@ func (jm *JobManager) completeRescale(r *rescale) {
 func (jm *JobManager) rescaleSnapshotFailed(ctx context.Context, id int64) {
 	if r := jm.rescale; r != nil && r.savepointID == id {
 		jm.log.Warn("stop-with-savepoint failed; falling back to the latest checkpoint", zap.Int64("savepoint", id))
+		r.rec.Note = strings.TrimSpace(r.rec.Note + " stop-with-savepoint failed")
+		r.rec.PauseMs = ms(time.Since(r.rec.StartedAt))
 		jm.rescale = nil
+		jm.recordRescale(r.rec)
 		jm.step(ctx, reactive.Event{Kind: reactive.RescaleFailed})
 	}
 }
@@ -233,11 +253,26 @@ func (jm *JobManager) recordRescale(rec RescaleRecord) {
 	jm.metrics.rescales.WithLabelValues(rec.Trigger).Inc()
 	jm.metrics.lastPause.Set(rec.PauseMs / 1000)
 	jm.mu.Lock()
-	defer jm.mu.Unlock()
 	jm.status.Rescales = append(jm.status.Rescales, rec)
 	if len(jm.status.Rescales) > maxHistory {
 		jm.status.Rescales = jm.status.Rescales[len(jm.status.Rescales)-maxHistory:]
 	}
+	val, err := json.Marshal(jm.status.Rescales)
+	jm.mu.Unlock()
+	if err != nil {
+		return
+	}
+	// Kept in etcd so that the next leader continues it. A failed write
+	// loses history, not data: say so and carry on.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := jm.guardedPut(ctx, cluster.RescalesKey(jm.cfg.Cluster), string(val)); err != nil {
+		jm.log.Warn("could not store the rescale history in etcd", zap.Error(err))
+	}
 }
+
+// TriggerFailover marks the first deployment of a leader that took over a
+// running job from an earlier one.
+const TriggerFailover = "failover"
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

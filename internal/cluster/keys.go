@@ -29,6 +29,10 @@ type JobManagerInfo struct {
 	HTTP string `json:"http"` // host:port of the REST API
 }
 
+// RescalesKey holds the job's rescale history (a JSON list, newest last),
+// written by the leader so that it survives a change of leader.
+func RescalesKey(id string) string { return Prefix(id) + "rescales" }
+
 // LeaderPrefix is the election prefix of the JobManagers.
 func LeaderPrefix(id string) string { return Prefix(id) + "leader" }
 

@@ -149,6 +149,11 @@ func runChurn(t *testing.T, killLeader bool) {
 		triggers[r.Trigger]++
 	}
 	t.Logf("%d rescales by trigger: %v", len(final.Rescales), triggers)
+	// The history outlives the leader: the new one continues it from etcd
+	// and records its own takeover.
+	if killLeader && triggers["failover"] != 1 {
+		t.Fatalf("rescale history after one leader kill has %d failover records: %+v", triggers["failover"], final.Rescales)
+	}
 	if code := jm.wait(3 * time.Minute); code != 0 {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
 	}
