@@ -334,6 +334,7 @@ func progress(jm *jobcluster.JobManager, quiet bool, w io.Writer, start time.Tim
 	lastAt := start
 	announced := false
 	printed := 0
+	began := time.Now() // records before this are an earlier run's (the history outlives the process)
 	for {
 		select {
 		case <-done:
@@ -346,6 +347,13 @@ func progress(jm *jobcluster.JobManager, quiet bool, w io.Writer, start time.Tim
 			}
 			for ; printed < len(st.Rescales); printed++ {
 				r := st.Rescales[printed]
+				if r.StartedAt.Before(began) {
+					continue
+				}
+				if !r.Complete {
+					fmt.Fprintf(w, "rescale %d -> %d (%s) did not complete: %s\n", r.From, r.To, r.Trigger, r.Note)
+					continue
+				}
 				how := fmt.Sprintf("from checkpoint %d", r.Snapshot)
 				if r.Savepoint {
 					how = fmt.Sprintf("stop-with-savepoint %d (%.0f ms, %s)", r.Snapshot, r.SnapshotMs, humanBytes(r.StateBytes))
