@@ -165,5 +165,5 @@ func runChurn(t *testing.T, killLeader bool) {
 			t.Fatalf("drained %s exit %d:\n%s", tm.id, code, tm.p.stderr())
 		}
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }

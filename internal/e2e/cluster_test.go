@@ -154,7 +154,7 @@ func TestClusterTaskManagerKilled(t *testing.T) {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
 	}
 	_ = st
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // Two JobManagers: kill -9 the leader mid-run; the standby takes over,
@@ -190,7 +190,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 	if code := b.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("standby exit %d:\n%s", code, b.stderr())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // Fencing: a leader paused with SIGSTOP loses its session; the standby
@@ -225,7 +225,7 @@ func TestClusterFencing(t *testing.T) {
 		t.Fatalf("new leader exit %d:\n%s", code, b.stderr())
 	}
 	t.Logf("epochs %d → %d", first.Epoch, took.Epoch)
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // Bad settings exit with a message naming the key or endpoint.
@@ -315,7 +315,7 @@ func TestClusterSavepointRestore(t *testing.T) {
 	if !strings.Contains(jm2.stderr(), "resuming from checkpoint") {
 		t.Fatalf("restored run did not resume from the savepoint:\n%s", jm2.stderr())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // Reactive mode with real processes: a TaskManager joins (planned scale-up
@@ -367,7 +367,7 @@ func TestClusterScaleUpAndDrain(t *testing.T) {
 	if !strings.Contains(jm.output(), " 40000 source records") {
 		t.Fatalf("records were replayed (want exactly 40000 source records):\n%s", jm.output())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // Checkpoints in a real MinIO: the job runs with s3:// storage, MinIO is
@@ -400,7 +400,7 @@ func TestClusterS3CheckpointsSurviveOutage(t *testing.T) {
 		t.Fatal("the S3 secret key appears in the JobManager's log")
 	}
 	t.Logf("checkpoint %d before the outage, %d failed during it", before.LastCompleted.ID, nFailed)
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // failedCheckpoints counts declined, expired and failed checkpoints from
@@ -457,5 +457,5 @@ func TestClusterS3OutputExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(lines)
-	assertExactlyOnce(t, lines, expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, lines, testenv.WordcountReference(t, in))
 }

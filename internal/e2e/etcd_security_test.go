@@ -62,7 +62,7 @@ func TestEtcdTLSClientCertificates(t *testing.T) {
 	if code := jm.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // etcd with password authentication (over TLS checked with the CA only,
@@ -111,7 +111,7 @@ func TestEtcdPasswordAuth(t *testing.T) {
 	if code := jm.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 	if !strings.Contains(e.Log(), "invalid auth token") {
 		t.Fatalf("the restarted etcd was never sent a voided auth token, so the run did not test authenticating again; etcd log:\n%s", e.Log())
 	}

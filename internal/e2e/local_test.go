@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebbflow/ebbflow/internal/testenv"
 )
 
 var checkpointLine = regexp.MustCompile(`checkpoint [1-9][0-9]* \(`)
@@ -26,7 +28,7 @@ func TestWordcountExactlyOnce(t *testing.T) {
 	if !strings.Contains(stdout, "wordcount finished") || !strings.Contains(stdout, "parallelism 4") {
 		t.Fatalf("summary missing or wrong parallelism:\n%s", stdout)
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 	// Nothing in progress is left behind.
 	ents, _ := os.ReadDir(out)
 	for _, e := range ents {
@@ -58,7 +60,7 @@ func TestWordcountFolderInput(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, filepath.Join(in, "a.txt"), filepath.Join(in, "b.txt"), filepath.Join(in, "empty.txt")))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, filepath.Join(in, "a.txt"), filepath.Join(in, "b.txt"), filepath.Join(in, "empty.txt")))
 }
 
 // Restore equivalence: run at parallelism 2, stop abruptly after a
@@ -68,7 +70,7 @@ func TestRestoreAtOtherParallelism(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.txt")
 	writeCorpus(t, in, 20000, 4)
-	want := expectedWordcount(t, in)
+	want := testenv.WordcountReference(t, in)
 	data, out := filepath.Join(dir, "data"), filepath.Join(dir, "out")
 	args := []string{"wordcount", "--input", in, "--output", out, "--rate", "6000"}
 	p := start(t, append([]string{"local", "--data-dir", data, "--taskmanagers", "1", "--slots", "2", "--checkpoint-interval", "300ms"}, args...)...)
@@ -100,7 +102,7 @@ func TestRestoreAtOtherParallelism(t *testing.T) {
 			if !strings.Contains(stdout, "parallelism "+strconv.Itoa(shape.p)) {
 				t.Fatalf("want parallelism %d:\n%s", shape.p, stdout)
 			}
-			assertExactlyOnce(t, committed(t, out), want)
+			testenv.AssertExactlyOnce(t, committed(t, out), want)
 		})
 	}
 }
@@ -130,7 +132,7 @@ func TestCrashRecoveryRepeatedKills(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // --fresh starts over (and refuses to mix with committed output).
@@ -151,7 +153,7 @@ func TestFreshStartsOver(t *testing.T) {
 	if code, o, e := run(t, time.Minute, append([]string{"local", "--data-dir", data, "--fresh"}, args...)...); code != 0 || strings.Contains(o, "already finished") {
 		t.Fatalf("fresh rerun: exit %d\n%s\n%s", code, o, e)
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // crashAfterCheckpoint runs wordcount throttled until checkpoint 2 has
@@ -248,7 +250,7 @@ func TestPartialCheckpointIsIgnored(t *testing.T) {
 	if _, err := os.Stat(partial); !os.IsNotExist(err) {
 		t.Fatalf("partial checkpoint %s not cleaned up", partial)
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, filepath.Join(dir, "in.txt")))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, filepath.Join(dir, "in.txt")))
 }
 
 // Bad input exits non-zero before the job starts, naming the path or flag.

@@ -104,7 +104,7 @@ func TestClusterDrainOnAWSTerminationNotice(t *testing.T) {
 	if !strings.Contains(jm.output(), " 30000 source records") {
 		t.Fatalf("records were replayed (want exactly 30000 source records):\n%s", jm.output())
 	}
-	assertExactlyOnce(t, committed(t, out), expectedWordcount(t, in))
+	testenv.AssertExactlyOnce(t, committed(t, out), testenv.WordcountReference(t, in))
 }
 
 // The SIGTERM that follows a termination notice (the VM's shutdown) does

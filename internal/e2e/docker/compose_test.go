@@ -8,14 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"github.com/ebbflow/ebbflow/connectors/filesink"
+	"github.com/ebbflow/ebbflow/internal/testenv"
 	"github.com/ebbflow/ebbflow/jobcluster"
 )
 
@@ -211,7 +210,7 @@ func TestComposeStackRescales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertExactlyOnce(t, got, expectedWordcount(t, corpus))
+	testenv.AssertExactlyOnce(t, got, testenv.WordcountReference(t, corpus))
 	t.Logf("%d output lines, exactly once", len(got))
 
 	// The rescale history (REST, read last while the job ran) holds every
@@ -322,63 +321,3 @@ func writeCorpus(t *testing.T, path string, lines int, seed uint64) {
 		t.Fatal(err)
 	}
 }
-
-// expectedWordcount is the reference, written from the job's documented
-// contract rather than its code: a token is a maximal run of letters and
-// digits, lowercased; the k-th occurrence of a word is the line word\tk.
-func expectedWordcount(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	words := strings.FieldsFunc(string(b), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	for _, w := range words {
-		counts[strings.Map(unicode.ToLower, w)]++
-	}
-	var out []string
-	for w, n := range counts {
-		for k := 1; k <= n; k++ {
-			out = append(out, w+"\t"+strconv.Itoa(k))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// assertExactlyOnce compares the committed lines with the reference and
-// names missing, duplicated and unexpected lines.
-func assertExactlyOnce(t *testing.T, got, want []string) {
-	t.Helper()
-	gc, wc := map[string]int{}, map[string]int{}
-	for _, l := range got {
-		gc[l]++
-	}
-	for _, l := range want {
-		wc[l]++
-	}
-	var missing, dup, extra []string
-	for l, n := range wc {
-		if gc[l] < n {
-			missing = append(missing, l)
-		}
-	}
-	for l, n := range gc {
-		switch {
-		case wc[l] == 0:
-			extra = append(extra, l)
-		case n > wc[l]:
-			dup = append(dup, l)
-		}
-	}
-	if len(missing)+len(dup)+len(extra) > 0 {
-		sort.Strings(missing)
-		sort.Strings(dup)
-		sort.Strings(extra)
-		t.Fatalf("output is not exactly-once: %d lines, want %d; %d missing (e.g. %q), %d duplicated (e.g. %q), %d unexpected (e.g. %q)",
-			len(got), len(want), len(missing), first3(missing), len(dup), first3(dup), len(extra), first3(extra))
-	}
-}
-
-func first3(s []string) []string { return s[:min(3, len(s))] }
