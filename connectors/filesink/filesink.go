@@ -50,21 +50,45 @@
 //	EBBFLOW_S3_CA_FILE          PEM bundle of extra CAs to trust
 //	EBBFLOW_S3_CREATE_BUCKET    create the bucket if missing (default false)
 //
-// Each transaction is one multipart upload to the final key
-// prefix/part-<attempt:06d>-<subtask:04d>-<seq:06d>: records are buffered
-// in memory and go up as a part every 8 MiB, PreCommit uploads the rest as
-// the last part, and Commit completes the upload (with If-None-Match: *, so
-// that no committed object is ever overwritten), which is when the object
-// becomes visible. A committable (version 2) holds the object name, the
-// upload ID and the part numbers and ETags. Commit is idempotent: an upload
-// that is gone while its object exists was committed before; if both are
-// gone the output is lost and Commit fails naming the object. Subtask 0
-// aborts incomplete uploads of older attempts that are not among the
-// restored committables. Some stores (MinIO) list incomplete uploads only by
-// exact key; there, only the uploads that follow those of the committables
-// are found, and others are left to the store's expiry of stale uploads
-// (MinIO: 24 hours; AWS: a lifecycle rule AbortIncompleteMultipartUpload).
-// They are never visible as output either way.
+// Each transaction is staged first, then published by a server-side copy:
+//
+//   - Records are buffered in memory. Once 8 MiB are buffered they go up as
+//     a part of a multipart upload to the transaction's stage,
+//     prefix/_staging/part-<attempt:06d>-<subtask:04d>-<seq:06d>.
+//   - PreCommit writes the rest: a transaction that never reached 8 MiB is
+//     one PUT of the stage; a larger one uploads its last part and
+//     completes the upload. Both are conditional on the stage's absence
+//     (If-None-Match: *), so two writers with the same attempt and subtask
+//     are an error rather than a silent overwrite. The stage carries the
+//     transaction's mark in its metadata (x-amz-meta-ebbflow-txn). The
+//     committable (version 3) holds the final name, the mark, and the
+//     stage's ETag and size.
+//   - Commit copies the stage to prefix/part-<attempt>-<subtask>-<seq> on the
+//     server (CopyObject, or ComposeObject above 5 GiB), only if the stage
+//     still has the pre-committed ETag, and then deletes the stage. The
+//     final object appears whole or not at all.
+//
+// Commit is idempotent and can be interrupted anywhere: a final object with
+// the transaction's mark was committed before (its stage is deleted if it
+// is still there); a final object with another mark belongs to another run
+// and is never overwritten (an error); if neither the final object nor the
+// stage exists the output is lost and Commit fails naming the object. Until
+// version 3, Commit completed a multipart upload to the final key, which
+// MinIO does not do atomically: interrupted about 2 ms in, it left neither
+// the object nor a usable upload. Version 2 committables of earlier
+// releases are still committed that way after a restore.
+//
+// Writers start their seq past any final or staged object of their attempt
+// and subtask (a run started afresh may repeat attempt numbers). Subtask 0,
+// after committing the restored committables, deletes the stages of older
+// attempts (pre-commits of checkpoints that never completed) and aborts
+// their incomplete uploads. Some stores (MinIO) list incomplete uploads only
+// by exact key; there, the upload that follows each writer's last
+// committable or stage is found, and others are left to the store's expiry
+// of stale uploads (MinIO: 24 hours; AWS: a lifecycle rule
+// AbortIncompleteMultipartUpload). Neither stages nor uploads are ever
+// visible as output: ReadCommitted and readers that skip names starting
+// with '_' (Hadoop, Spark, Hive) see only committed part objects.
 package filesink
 
 import (

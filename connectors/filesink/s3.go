@@ -3,9 +3,11 @@ package filesink
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +29,7 @@ import (
 )
 
 const (
-	s3CommittableVersion = 2
+	s3CommittableVersion = 3
 	// s3PartSize is the buffered size at which a transaction's records go
 	// up as one part of its multipart upload.
 	s3PartSize = 8 << 20
@@ -276,6 +278,17 @@ func (s *s3Store) name(key string) (string, bool) {
 	return name, name != "" && !strings.Contains(name, "/")
 }
 
+// staged is the name relative to the output prefix of a key directly under
+// it or directly under its staging folder, or false.
+func (s *s3Store) staged(key string) (string, bool) {
+	name, ok := key, true
+	if s.prefix != "" {
+		name, ok = strings.CutPrefix(key, s.prefix+"/")
+	}
+	base := strings.TrimPrefix(name, stagingDir)
+	return name, ok && base != "" && !strings.Contains(base, "/")
+}
+
 func (s *s3Store) describe(name string) string { return s.url() + "/" + name }
 
 // wrap translates a minio-go error, naming the operation, the object and the
@@ -294,6 +307,9 @@ func (s *s3Store) wrap(op, what string, err error) error {
 			return fmt.Errorf("filesink: %s %s: S3 endpoint %s wants https; set %s=true: %w", op, what, s.endpoint, envS3TLS, err)
 		}
 		return fmt.Errorf("filesink: %s %s: S3 endpoint %s answered %s: %w", op, what, s.endpoint, resp.Code, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("filesink: %s %s: S3 endpoint %s did not answer in time: %w", op, what, s.endpoint, err)
 	}
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) {
@@ -345,7 +361,7 @@ func (s *s3Store) uploads(prefix string) ([]upload, error) {
 		if u.Err != nil {
 			return nil, s.wrap("list uploads of", s.describe(prefix+"*"), u.Err)
 		}
-		if name, ok := s.name(u.Key); ok {
+		if name, ok := s.staged(u.Key); ok {
 			out = append(out, upload{name, u.UploadID})
 		}
 	}
@@ -413,38 +429,82 @@ func (s *s3Store) get(name string) ([]byte, error) {
 	return b, nil
 }
 
-// s3Committable is a pre-committed multipart upload.
+// stagingDir holds the staged objects of pre-committed transactions,
+// prefix/_staging/part-…, until Commit copies them to their final names. A
+// leading '_' hides the folder from Hadoop-style readers of the prefix, and
+// ReadCommitted lists only part objects directly under the prefix.
+const stagingDir = "_staging/"
+
+// stageName is the name, relative to the output prefix, of the staged object
+// of final name name.
+func stageName(name string) string { return stagingDir + name }
+
+// txnMetaKey is the user metadata (x-amz-meta-ebbflow-txn) that marks a
+// staged object, and the final object copied from it, with its transaction.
+const txnMetaKey = "Ebbflow-Txn"
+
+// maxCopySize is the largest object a single CopyObject copies; larger
+// stages are copied part by part (ComposeObject).
+const maxCopySize = 5 << 30
+
+// s3Committable is a pre-committed transaction.
+//
+// Version 3 is a staged object: PreCommit wrote the whole transaction to
+// prefix/_staging/<name> (one PUT, or a multipart upload it completed), and
+// Commit copies it to prefix/<name> on the server and deletes the stage.
+// Version 2 (written by earlier releases, still committed after a restore)
+// is a multipart upload to prefix/<name> that Commit completes.
 type s3Committable struct {
-	name     string // final object name, relative to the output prefix
+	version byte
+	name    string // final object name, relative to the output prefix
+
+	// version 3
+	txn  string // the transaction's mark, in the objects' metadata
+	etag string // the staged object's ETag
+	size int64  // the staged object's size
+
+	// version 2
 	uploadID string
 	parts    []minio.CompletePart
 }
 
-// encode is
+// encode is, for version 3,
+//
+//	version   byte     3
+//	name      uvarint length, then the final object name (relative to the prefix)
+//	txn       uvarint length, then the transaction's mark
+//	etag      uvarint length, then the staged object's ETag
+//	size      uvarint, the staged object's size in bytes
+//
+// and for version 2
 //
 //	version   byte     2
 //	name      uvarint length, then the object name (relative to the prefix)
 //	upload    uvarint length, then the upload ID
 //	parts     uvarint count, then for each: uvarint number, uvarint length, ETag
 func (c s3Committable) encode() []byte {
-	b := []byte{s3CommittableVersion}
-	b = binary.AppendUvarint(b, uint64(len(c.name)))
-	b = append(b, c.name...)
-	b = binary.AppendUvarint(b, uint64(len(c.uploadID)))
-	b = append(b, c.uploadID...)
-	b = binary.AppendUvarint(b, uint64(len(c.parts)))
-	for _, p := range c.parts {
-		b = binary.AppendUvarint(b, uint64(p.PartNumber))
-		b = binary.AppendUvarint(b, uint64(len(p.ETag)))
-		b = append(b, p.ETag...)
+	str := func(b []byte, s string) []byte { return append(binary.AppendUvarint(b, uint64(len(s))), s...) }
+	if c.version == 2 {
+		b := str([]byte{2}, c.name)
+		b = str(b, c.uploadID)
+		b = binary.AppendUvarint(b, uint64(len(c.parts)))
+		for _, p := range c.parts {
+			b = binary.AppendUvarint(b, uint64(p.PartNumber))
+			b = str(b, p.ETag)
+		}
+		return b
 	}
-	return b
+	b := str([]byte{s3CommittableVersion}, c.name)
+	b = str(b, c.txn)
+	b = str(b, c.etag)
+	return binary.AppendUvarint(b, uint64(c.size))
 }
 
 func decodeS3Committable(b []byte) (s3Committable, error) {
-	if len(b) == 0 || b[0] != s3CommittableVersion {
+	if len(b) == 0 || b[0] != s3CommittableVersion && b[0] != 2 {
 		return s3Committable{}, errors.New("filesink: unknown s3 committable version")
 	}
+	c := s3Committable{version: b[0]}
 	b = b[1:]
 	bad := errors.New("filesink: malformed s3 committable")
 	uvarint := func() (uint64, bool) {
@@ -464,28 +524,41 @@ func decodeS3Committable(b []byte) (s3Committable, error) {
 		b = b[n:]
 		return s, true
 	}
-	var c s3Committable
 	var ok bool
 	if c.name, ok = str(); !ok || !strings.HasPrefix(c.name, finalPrefix) || strings.ContainsAny(c.name, `/\`) {
 		return s3Committable{}, bad
 	}
-	if c.uploadID, ok = str(); !ok || c.uploadID == "" {
-		return s3Committable{}, bad
-	}
-	n, ok := uvarint()
-	if !ok || n == 0 || n > s3MaxParts {
-		return s3Committable{}, bad
-	}
-	for i := uint64(0); i < n; i++ {
-		num, ok := uvarint()
-		if !ok || num != i+1 {
+	if c.version == s3CommittableVersion {
+		if c.txn, ok = str(); !ok || c.txn == "" {
 			return s3Committable{}, bad
 		}
-		etag, ok := str()
-		if !ok {
+		if c.etag, ok = str(); !ok || c.etag == "" {
 			return s3Committable{}, bad
 		}
-		c.parts = append(c.parts, minio.CompletePart{PartNumber: int(num), ETag: etag})
+		size, ok := uvarint()
+		if !ok || size == 0 || size > 5<<40 {
+			return s3Committable{}, bad
+		}
+		c.size = int64(size)
+	} else {
+		if c.uploadID, ok = str(); !ok || c.uploadID == "" {
+			return s3Committable{}, bad
+		}
+		n, ok := uvarint()
+		if !ok || n == 0 || n > s3MaxParts {
+			return s3Committable{}, bad
+		}
+		for i := uint64(0); i < n; i++ {
+			num, ok := uvarint()
+			if !ok || num != i+1 {
+				return s3Committable{}, bad
+			}
+			etag, ok := str()
+			if !ok {
+				return s3Committable{}, bad
+			}
+			c.parts = append(c.parts, minio.CompletePart{PartNumber: int(num), ETag: etag})
+		}
 	}
 	if len(b) != 0 {
 		return s3Committable{}, errors.New("filesink: malformed s3 committable: trailing bytes")
@@ -519,13 +592,20 @@ type s3Connector[T any] struct {
 }
 
 // NewWriter connects to the bucket and returns subtask ctx.Subtask's writer;
-// subtask 0 also commits restored committables and aborts leftovers.
+// subtask 0 also commits restored committables and removes leftovers.
 func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T], error) {
 	s, err := openS3(c.dir)
 	if err != nil {
 		return nil, err
 	}
-	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask}
+	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContext}
+	if w.logf == nil {
+		w.logf = func(string, ...any) {}
+	}
+	if w.seq, err = s.nextSeq(ctx.Attempt, ctx.Subtask); err != nil {
+		s.close()
+		return nil, err
+	}
 	if ctx.Subtask != 0 {
 		return w, nil
 	}
@@ -536,7 +616,59 @@ func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 	return w, nil
 }
 
-// start is subtask 0's tidying up when it starts.
+// stages lists the staged objects, by name relative to the output prefix.
+func (s *s3Store) stages() ([]string, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	var names []string
+	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(stagingDir + finalPrefix), Recursive: true}) {
+		if obj.Err != nil {
+			return nil, s.wrap("list", s.describe(stagingDir+finalPrefix+"*"), obj.Err)
+		}
+		if name, ok := s.staged(obj.Key); ok && strings.HasPrefix(name, stagingDir) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// nextSeq is the first seq of writer (attempt, subtask) that names neither
+// a final nor a staged object: 0, unless an earlier run with the same
+// attempt numbers (a run started afresh) left some.
+func (s *s3Store) nextSeq(attempt int64, subtask int) (int64, error) {
+	ctx, cancel := opContext()
+	defer cancel()
+	mine := strings.TrimSuffix(partFileName(attempt, subtask, 0), "000000")
+	var seq int64
+	for _, p := range []string{mine, stagingDir + mine} {
+		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(p), Recursive: true}) {
+			if obj.Err != nil {
+				return 0, s.wrap("list", s.describe(p+"*"), obj.Err)
+			}
+			if name, ok := s.staged(obj.Key); ok {
+				if a, st, sq, ok := partName(strings.TrimPrefix(name, stagingDir)); ok && a == attempt && st == subtask {
+					seq = max(seq, sq+1)
+				}
+			}
+		}
+	}
+	return seq, nil
+}
+
+func (s *s3Store) remove(name string) error {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}); err != nil && minio.ToErrorResponse(err).Code != "NoSuchKey" {
+		return s.wrap("delete", s.describe(name), err)
+	}
+	return nil
+}
+
+// start is subtask 0's tidying up when it starts: it commits the restored
+// committables (or, on a fresh start, refuses a prefix that holds committed
+// output), then deletes the staged objects and aborts the multipart uploads
+// of older attempts. The current attempt's other writers may be running
+// already; nothing of the current attempt is touched.
 func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 	if ctx.Restored {
 		if err := w.Commit(ctx.Committables); err != nil {
@@ -548,29 +680,45 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 		return ebbflow.Unrecoverable(fmt.Errorf("filesink: output %s already holds committed output of another run (%s); use an empty prefix",
 			w.s.url(), w.s.describe(final[0])))
 	}
-	keep := make(map[string]bool)
-	// Where each (attempt, subtask) of the committables got to: the uploads
-	// that followed are the leftovers to find on stores that list uploads
-	// only by exact key.
+	// Where each writer (attempt, subtask) got to, from the committables
+	// and the stages: its upload in progress, if any, has the next seq.
+	// Stores that list uploads only by exact key (MinIO) are asked for
+	// those keys.
 	type writerID struct {
 		attempt int64
 		subtask int
 	}
 	next := make(map[writerID]int64)
 	attempts := make(map[int64]int) // attempt -> subtasks seen
+	saw := func(name string) {
+		if a, st, sq, ok := partName(name); ok {
+			id := writerID{a, st}
+			next[id] = max(next[id], sq+1)
+			attempts[a] = max(attempts[a], st+1, ctx.Parallelism)
+		}
+	}
+	keep := make(map[string]bool) // v2 uploads of the committables
 	for _, b := range ctx.Committables {
-		cm, err := decodeS3Committable(b)
-		if err != nil {
+		if cm, err := decodeS3Committable(b); err == nil {
+			keep[cm.uploadID] = true
+			saw(cm.name)
+		}
+	}
+	stages, err := w.s.stages()
+	if err != nil {
+		return err
+	}
+	for _, st := range stages {
+		name := strings.TrimPrefix(st, stagingDir)
+		saw(name)
+		a, _, _, ok := partName(name)
+		if !ok || a >= ctx.Attempt {
 			continue
 		}
-		keep[cm.uploadID] = true
-		a, st, sq, ok := partName(cm.name)
-		if !ok {
-			continue
+		if err := w.s.remove(st); err != nil {
+			return err
 		}
-		id := writerID{a, st}
-		next[id] = max(next[id], sq+1)
-		attempts[a] = max(attempts[a], st+1, ctx.Parallelism)
+		w.logf("filesink: deleted leftover staged object %s of attempt %d", w.s.describe(st), a)
 	}
 	for a, n := range attempts {
 		for st := 0; st < n; st++ {
@@ -579,13 +727,16 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 			}
 		}
 	}
-	found, err := w.s.uploads(finalPrefix)
+	found, err := w.s.uploads(stagingDir + finalPrefix)
 	if err != nil {
 		return err
 	}
 	for id, seq := range next {
+		if id.attempt >= ctx.Attempt {
+			continue
+		}
 		for ; ; seq++ {
-			us, err := w.s.uploads(partFileName(id.attempt, id.subtask, seq))
+			us, err := w.s.uploads(stageName(partFileName(id.attempt, id.subtask, seq)))
 			if err != nil {
 				return err
 			}
@@ -597,7 +748,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 	}
 	done := make(map[string]bool)
 	for _, u := range found {
-		a, _, _, ok := partName(u.name)
+		a, _, _, ok := partName(strings.TrimPrefix(u.name, stagingDir))
 		if !ok || a >= ctx.Attempt || keep[u.id] || done[u.id] {
 			continue
 		}
@@ -605,9 +756,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 		if err := w.s.abort(u.name, u.id); err != nil {
 			return err
 		}
-		if ctx.Logf != nil {
-			ctx.Logf("filesink: aborted leftover upload of %s of attempt %d", w.s.describe(u.name), a)
-		}
+		w.logf("filesink: aborted leftover upload of %s of attempt %d", w.s.describe(u.name), a)
 	}
 	return nil
 }
@@ -618,12 +767,20 @@ type s3Writer[T any] struct {
 	attempt int64
 	subtask int
 	seq     int64
+	logf    func(format string, args ...any)
+	nonce   string // random, per writer: with seq, the transactions' marks
+	// opCtx bounds the requests that finish a stage and those of a
+	// commit; tests shorten it to interrupt them at any point.
+	opCtx func() (context.Context, context.CancelFunc)
 
 	buf      []byte // records not uploaded yet
-	name     string // current upload's object name, if uploadID != ""
-	uploadID string
+	uploadID string // the current transaction's multipart upload, if started
 	parts    []minio.CompletePart
+	size     int64 // bytes in parts
 }
+
+// name is the final name of the current transaction's object.
+func (w *s3Writer[T]) name() string { return partFileName(w.attempt, w.subtask, w.seq) }
 
 // Write appends v's line to the current transaction, uploading a part once
 // 8 MiB are buffered.
@@ -635,72 +792,218 @@ func (w *s3Writer[T]) Write(v T) error {
 	return nil
 }
 
+// uploadPart sends the buffer as the next part of the transaction's
+// multipart upload to its stage, starting the upload first if need be.
 func (w *s3Writer[T]) uploadPart() error {
 	ctx, cancel := opContext()
 	defer cancel()
+	stage := stageName(w.name())
 	if w.uploadID == "" {
-		name := partFileName(w.attempt, w.subtask, w.seq)
-		id, err := w.s.core.NewMultipartUpload(ctx, w.s.bucket, w.s.key(name), minio.PutObjectOptions{ContentType: "text/plain; charset=utf-8"})
+		id, err := w.s.core.NewMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.putOptions())
 		if err != nil {
-			return w.s.wrap("start upload of", w.s.describe(name), err)
+			return w.s.wrap("start upload of", w.s.describe(stage), err)
 		}
-		w.name, w.uploadID, w.parts = name, id, nil
+		w.uploadID, w.parts = id, nil
 	}
 	if len(w.parts) >= s3MaxParts {
-		return fmt.Errorf("filesink: %s: transaction too large (more than %d parts of %d MiB); checkpoint more often", w.s.describe(w.name), s3MaxParts, s3PartSize>>20)
+		return fmt.Errorf("filesink: %s: transaction too large (more than %d parts of %d MiB); checkpoint more often", w.s.describe(w.name()), s3MaxParts, s3PartSize>>20)
 	}
 	n := len(w.parts) + 1
-	p, err := w.s.core.PutObjectPart(ctx, w.s.bucket, w.s.key(w.name), w.uploadID, n, bytes.NewReader(w.buf), int64(len(w.buf)), minio.PutObjectPartOptions{})
+	p, err := w.s.core.PutObjectPart(ctx, w.s.bucket, w.s.key(stage), w.uploadID, n, bytes.NewReader(w.buf), int64(len(w.buf)), minio.PutObjectPartOptions{})
 	if err != nil {
-		return w.s.wrap(fmt.Sprintf("upload part %d of", n), w.s.describe(w.name), err)
+		return w.s.wrap(fmt.Sprintf("upload part %d of", n), w.s.describe(stage), err)
 	}
 	w.parts = append(w.parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
+	w.size += int64(len(w.buf))
 	w.buf = w.buf[:0]
 	return nil
 }
 
-// PreCommit uploads the rest of the transaction as the last part of its
-// upload and returns its committable, or nothing if it is empty.
-func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
-	if len(w.buf) > 0 {
-		if err := w.uploadPart(); err != nil {
-			return nil, fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
-		}
+// putOptions are the options of the current transaction's stage: its
+// content type and its mark, by which Commit tells a final object copied
+// from this transaction from one of another run with the same names.
+func (w *s3Writer[T]) putOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{
+		ContentType:  "text/plain; charset=utf-8",
+		UserMetadata: map[string]string{txnMetaKey: w.txn()},
 	}
-	if w.uploadID == "" {
+}
+
+// ifAbsent makes a write of a stage conditional on its absence
+// (If-None-Match: *): a stage that exists when its writer finishes it was
+// written by another writer with the same attempt and subtask.
+func ifAbsent(o minio.PutObjectOptions) minio.PutObjectOptions {
+	o.SetMatchETagExcept("*")
+	return o
+}
+
+// stageConflict explains a stage write refused by its condition.
+func (w *s3Writer[T]) stageConflict(stage string, err error) error {
+	if minio.ToErrorResponse(err).Code == "PreconditionFailed" {
+		return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot stage %s: it already exists (two attempts with the same number write to one output)", w.s.describe(stage)))
+	}
+	return nil
+}
+
+// txn is the mark of the current transaction: a random nonce of the writer
+// and the transaction's seq.
+func (w *s3Writer[T]) txn() string {
+	if w.nonce == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		w.nonce = hex.EncodeToString(b[:])
+	}
+	return fmt.Sprintf("%s-%d", w.nonce, w.seq)
+}
+
+// PreCommit writes the transaction to its stage, in one PUT if it was
+// buffered whole or by completing its multipart upload, and returns its
+// committable (nothing if it is empty). The stage is not visible as output.
+func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
+	if w.uploadID == "" && len(w.buf) == 0 {
 		return nil, nil
 	}
-	c := s3Committable{name: w.name, uploadID: w.uploadID, parts: w.parts}
-	w.name, w.uploadID, w.parts = "", "", nil
-	if len(c.parts) == 0 {
-		return nil, w.s.abort(c.name, c.uploadID)
+	c, err := w.stage()
+	if err != nil {
+		return nil, fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
 	}
 	w.seq++
 	return [][]byte{c.encode()}, nil
 }
 
-// Commit completes the committables' uploads. It is idempotent, and any
-// writer of the sink may commit any committable.
+func (w *s3Writer[T]) stage() (s3Committable, error) {
+	name := w.name()
+	stage := stageName(name)
+	c := s3Committable{version: s3CommittableVersion, name: name, txn: w.txn()}
+	if w.uploadID == "" {
+		ctx, cancel := opContext()
+		defer cancel()
+		info, err := w.s.core.PutObject(ctx, w.s.bucket, w.s.key(stage), bytes.NewReader(w.buf), int64(len(w.buf)), "", "", ifAbsent(w.putOptions()))
+		if err != nil {
+			if cerr := w.stageConflict(stage, err); cerr != nil {
+				return c, cerr
+			}
+			return c, w.s.wrap("put", w.s.describe(stage), err)
+		}
+		c.etag, c.size = info.ETag, int64(len(w.buf))
+		w.buf = w.buf[:0]
+		return c, nil
+	}
+	if len(w.buf) > 0 {
+		if err := w.uploadPart(); err != nil {
+			return c, err
+		}
+	}
+	ctx, cancel := w.opCtx()
+	defer cancel()
+	info, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.uploadID, w.parts, ifAbsent(minio.PutObjectOptions{}))
+	if err != nil {
+		if cerr := w.stageConflict(stage, err); cerr != nil {
+			return c, cerr
+		}
+		return c, w.s.wrap("complete upload of", w.s.describe(stage), err)
+	}
+	c.etag, c.size = info.ETag, w.size
+	w.uploadID, w.parts, w.size = "", nil, 0
+	if c.etag == "" {
+		return c, fmt.Errorf("filesink: complete upload of %s: S3 endpoint %s answered no ETag", w.s.describe(stage), w.s.endpoint)
+	}
+	return c, nil
+}
+
+// Commit publishes the committables' transactions. It is idempotent, and
+// any writer of the sink may commit any committable.
 func (w *s3Writer[T]) Commit(committables [][]byte) error {
 	for _, b := range committables {
 		c, err := decodeS3Committable(b)
 		if err != nil {
 			return fmt.Errorf("%w (in %s)", err, w.s.url())
 		}
-		if err := w.commit(c); err != nil {
+		if c.version == 2 {
+			err = w.commitUpload(c)
+		} else {
+			err = w.commit(c)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// commit copies a staged object to its final name on the server and then
+// deletes the stage. A final object that exists already is this
+// transaction's if it carries its mark (committed before, maybe by a writer
+// that died before deleting the stage); otherwise it is another run's and is
+// never overwritten. Interrupted at any point, commit can be run again.
 func (w *s3Writer[T]) commit(c s3Committable) error {
+	ctx, cancel := w.opCtx()
+	defer cancel()
+	what, stage := w.s.describe(c.name), stageName(c.name)
+	switch mine, err := w.committedBefore(ctx, c); {
+	case err != nil:
+		return err
+	case mine:
+		return w.dropStage(stage)
+	}
+	dst := minio.CopyDestOptions{Bucket: w.s.bucket, Object: w.s.key(c.name)}
+	src := minio.CopySrcOptions{Bucket: w.s.bucket, Object: w.s.key(stage), MatchETag: c.etag}
+	var err error
+	if c.size <= maxCopySize {
+		_, err = w.s.client.CopyObject(ctx, dst, src)
+	} else {
+		_, err = w.s.client.ComposeObject(ctx, dst, src)
+	}
+	if err != nil {
+		switch minio.ToErrorResponse(err).Code {
+		case "NoSuchKey", "PreconditionFailed":
+			// The stage is gone or is not ours: committed meanwhile by
+			// another writer, or lost.
+			if mine, serr := w.committedBefore(ctx, c); serr != nil || mine {
+				return serr
+			}
+			return fmt.Errorf("filesink: cannot commit %s: neither its staged object %s (ETag %s) nor the object exists: output lost", what, w.s.describe(stage), c.etag)
+		}
+		return w.s.wrap("copy "+w.s.describe(stage)+" to", what, err)
+	}
+	return w.dropStage(stage)
+}
+
+// committedBefore reports whether c's final object exists and is c's. A
+// final object of another transaction is an error.
+func (w *s3Writer[T]) committedBefore(ctx context.Context, c s3Committable) (bool, error) {
+	what := w.s.describe(c.name)
+	info, err := w.s.client.StatObject(ctx, w.s.bucket, w.s.key(c.name), minio.StatObjectOptions{})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return false, nil
+		}
+		return false, w.s.wrap("stat", what, err)
+	}
+	if info.UserMetadata[txnMetaKey] != c.txn {
+		return false, ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot commit %s: it already exists and holds another transaction's output (two attempts with the same number wrote to one output)", what))
+	}
+	return true, nil
+}
+
+// dropStage deletes a committed transaction's stage. Failing is harmless
+// (the next start of subtask 0 deletes leftover stages), so it is logged,
+// not returned.
+func (w *s3Writer[T]) dropStage(stage string) error {
+	if err := w.s.remove(stage); err != nil {
+		w.logf("%v (left for the next start)", err)
+	}
+	return nil
+}
+
+// commitUpload completes the multipart upload of a version 2 committable
+// (If-None-Match: *, so that output of another attempt is never
+// overwritten).
+func (w *s3Writer[T]) commitUpload(c s3Committable) error {
 	ctx, cancel := opContext()
 	defer cancel()
 	what := w.s.describe(c.name)
 	key := w.s.key(c.name)
-	// If-None-Match: * so that output of another attempt is never
-	// overwritten.
 	opts := minio.PutObjectOptions{}
 	opts.SetMatchETagExcept("*")
 	_, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, key, c.uploadID, c.parts, opts)
@@ -731,7 +1034,7 @@ func (w *s3Writer[T]) commit(c s3Committable) error {
 	return nil // committed before
 }
 
-// Close aborts the current transaction's upload. Pre-committed uploads stay
+// Close aborts the current transaction's upload. Pre-committed stages stay
 // for Commit.
 func (w *s3Writer[T]) Close() error {
 	defer w.s.close()
@@ -739,7 +1042,7 @@ func (w *s3Writer[T]) Close() error {
 	if w.uploadID == "" {
 		return nil
 	}
-	name, id := w.name, w.uploadID
-	w.name, w.uploadID, w.parts = "", "", nil
-	return w.s.abort(name, id)
+	id := w.uploadID
+	w.uploadID, w.parts, w.size = "", nil, 0
+	return w.s.abort(stageName(w.name()), id)
 }

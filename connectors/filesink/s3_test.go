@@ -126,8 +126,8 @@ func TestS3TwoPhaseVisibility(t *testing.T) {
 		t.Fatalf("committables: %d", len(chk))
 	}
 	writeS(t, w0, "d") // next transaction, in memory
-	if k := keys(t, c, "out"); len(k) != 0 {
-		t.Fatalf("visible before commit: %q", k)
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"run/a/_staging/part-000001-0000-000000", "run/a/_staging/part-000001-0001-000000"}) {
+		t.Fatalf("before commit, want only the stages: %q", k)
 	}
 	if got := readS3(t, dir); len(got) != 0 {
 		t.Fatalf("committed before commit: %q", got)
@@ -140,7 +140,14 @@ func TestS3TwoPhaseVisibility(t *testing.T) {
 		t.Fatalf("after commit: %q", got)
 	}
 	if k := keys(t, c, "out"); !slices.Equal(k, []string{"run/a/part-000001-0000-000000", "run/a/part-000001-0001-000000"}) {
-		t.Fatalf("keys: %q", k)
+		t.Fatalf("keys, want the final objects and no stage: %q", k)
+	}
+	info, err := c.StatObject(context.Background(), "out", "run/a/part-000001-0000-000000", minio.StatObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ContentType != "text/plain; charset=utf-8" || info.UserMetadata[txnMetaKey] == "" {
+		t.Fatalf("final object's type %q and metadata %q", info.ContentType, info.UserMetadata)
 	}
 	// Idempotent, also on restore.
 	if err := w0.Commit(chk); err != nil {
@@ -178,7 +185,7 @@ func TestS3LargeTransaction(t *testing.T) {
 	if k := keys(t, c, "big"); len(k) != 0 {
 		t.Fatalf("visible before commit: %q", k)
 	}
-	if u := uploadsOf(t, c, "big", "part-000001-0000-000000"); len(u) != 1 {
+	if u := uploadsOf(t, c, "big", "_staging/part-000001-0000-000000"); len(u) != 1 {
 		t.Fatalf("uploads in progress: %q", u)
 	}
 	chk := preCommitS(t, w, 1)
@@ -186,11 +193,18 @@ func TestS3LargeTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cm.parts) != 3 {
-		t.Fatalf("parts: %+v", cm.parts)
+	want := int64(20*(1<<20+1) + 5)
+	if cm.size != want || cm.txn == "" || cm.etag == "" {
+		t.Fatalf("committable: %+v", cm)
+	}
+	if k := keys(t, c, "big"); !slices.Equal(k, []string{"_staging/part-000001-0000-000000"}) {
+		t.Fatalf("after pre-commit, want only the stage: %q", k)
 	}
 	if err := w.Commit(chk); err != nil {
 		t.Fatal(err)
+	}
+	if k := keys(t, c, "big"); !slices.Equal(k, []string{"part-000001-0000-000000"}) {
+		t.Fatalf("after commit, want only the final object: %q", k)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, lines) {
 		t.Fatalf("read %d lines, want %d", len(got), len(lines))
@@ -199,7 +213,7 @@ func TestS3LargeTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := int64(20*(1<<20+1) + 5); info.Size != want {
+	if info.Size != want {
 		t.Fatalf("size %d, want %d", info.Size, want)
 	}
 }
@@ -236,11 +250,15 @@ func TestS3CrashRecovery(t *testing.T) {
 	chk3 := preCommitS(t, a1, 3)
 	writeS(t, a1, big(9, 'y')...)
 	writeS(t, a0, big(9, 'z')...)
-	leftovers := []string{"job/part-000001-0001-000002", "job/part-000001-0001-000003", "job/part-000001-0000-000002"}
+	leftovers := []string{"job/_staging/part-000001-0001-000003", "job/_staging/part-000001-0000-000002"}
 	for _, k := range leftovers {
 		if u := uploadsOf(t, c, "out", k); len(u) != 1 {
 			t.Fatalf("setup: uploads of %s: %q", k, u)
 		}
+	}
+	staged := keys(t, c, "out")
+	if !slices.Contains(staged, "job/_staging/part-000001-0001-000002") || !slices.Contains(staged, "job/_staging/part-000001-0001-000001") {
+		t.Fatalf("setup: stages %q", staged)
 	}
 
 	// Attempt 2: subtask 1 starts first and already has an upload going.
@@ -256,10 +274,17 @@ func TestS3CrashRecovery(t *testing.T) {
 			t.Errorf("leftover upload of %s not aborted", k)
 		}
 	}
-	if len(logs) != len(leftovers) {
+	// The committed stages and the stage of the pre-commit of checkpoint 3
+	// are gone; the final objects are all that is left of attempt 1.
+	for _, k := range keys(t, c, "out") {
+		if strings.Contains(k, "_staging/") {
+			t.Errorf("stage %s left", k)
+		}
+	}
+	if len(logs) != len(leftovers)+1 || !strings.Contains(strings.Join(logs, "\n"), "deleted leftover staged object s3://out/job/_staging/part-000001-0001-000002") {
 		t.Errorf("logs: %q", logs)
 	}
-	if u := uploadsOf(t, c, "out", "job/part-000002-0001-000000"); len(u) != 1 {
+	if u := uploadsOf(t, c, "out", "job/_staging/part-000002-0001-000000"); len(u) != 1 {
 		t.Errorf("upload of the current attempt aborted: %q", u)
 	}
 	// The pre-commit of checkpoint 3 was aborted: committing it now is an
@@ -314,46 +339,140 @@ func TestS3Conflict(t *testing.T) {
 	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
 	v := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Subtask: 0, Parallelism: 1, Restored: true})
 	writeS(t, w, "mine")
-	writeS(t, v, "theirs")
-	cw, cv := preCommitS(t, w, 1), preCommitS(t, v, 1)
+	writeS(t, v, big(9, 't')...) // a multipart upload
+	cw := preCommitS(t, w, 1)
+	_, err := v.PreCommit(1)
+	if err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "s3://out/conflict/_staging/part-000001-0000-000000") {
+		t.Fatalf("conflicting pre-commit: %v", err)
+	}
 	if err := w.Commit(cw); err != nil {
 		t.Fatal(err)
 	}
-	err := v.Commit(cv)
-	if err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "already exists") {
-		t.Fatalf("conflicting commit: %v", err)
+	if got := readS3(t, dir); !slices.Equal(got, []string{"mine"}) {
+		t.Fatalf("committed: %q", got)
+	}
+	// A final object of another transaction is never overwritten either.
+	u := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Subtask: 1, Parallelism: 2, Restored: true})
+	writeS(t, u, "other")
+	cu := preCommitS(t, u, 1)
+	cm, err := decodeS3Committable(cu[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.name = "part-000001-0000-000000"
+	if err := u.Commit([][]byte{cm.encode()}); err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "another transaction") {
+		t.Fatalf("commit over another transaction's object: %v", err)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"mine"}) {
 		t.Fatalf("committed: %q", got)
 	}
 }
 
-func TestS3MissingUpload(t *testing.T) {
+func TestS3MissingStage(t *testing.T) {
 	s3Env(t)
 	dir := "s3://out/missing"
 	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
-	lost := s3Committable{name: "part-000001-0000-000007", uploadID: "no-such-upload", parts: []minio.CompletePart{{PartNumber: 1, ETag: "x"}}}
-	err := w.Commit([][]byte{lost.encode()})
-	if err == nil || !strings.Contains(err.Error(), "s3://out/missing/part-000001-0000-000007") || !strings.Contains(err.Error(), "output lost") {
-		t.Fatalf("commit of a lost upload: %v", err)
+	for _, lost := range []s3Committable{
+		{version: 3, name: "part-000001-0000-000007", txn: "t", etag: "e", size: 1},
+		{version: 2, name: "part-000001-0000-000007", uploadID: "no-such-upload", parts: []minio.CompletePart{{PartNumber: 1, ETag: "x"}}},
+	} {
+		err := w.Commit([][]byte{lost.encode()})
+		if err == nil || !strings.Contains(err.Error(), "s3://out/missing/part-000001-0000-000007") || !strings.Contains(err.Error(), "output lost") {
+			t.Fatalf("commit of a lost v%d transaction: %v", lost.version, err)
+		}
+		if _, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Restored: true, Committables: [][]byte{lost.encode()}}); err == nil {
+			t.Fatalf("restore with a lost v%d transaction succeeded", lost.version)
+		}
 	}
-	if _, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Restored: true, Committables: [][]byte{lost.encode()}}); err == nil {
-		t.Fatal("restore with a lost upload succeeded")
+}
+
+// TestS3InterruptedCommit: a writer that dies after copying a stage but
+// before deleting it, or whose stage was replaced, leaves nothing that
+// commits twice or wrongly.
+func TestS3InterruptedCommit(t *testing.T) {
+	_, c := s3Env(t)
+	ctx := context.Background()
+	dir := "s3://out/interrupted"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	writeS(t, w, "a", "b")
+	chk := preCommitS(t, w, 1)
+	// The copy happened, the deletion of the stage did not.
+	if _, err := c.CopyObject(ctx, minio.CopyDestOptions{Bucket: "out", Object: "interrupted/part-000001-0000-000000"},
+		minio.CopySrcOptions{Bucket: "out", Object: "interrupted/_staging/part-000001-0000-000000"}); err != nil {
+		t.Fatal(err)
+	}
+	newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
+	if got := readS3(t, dir); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("committed: %q", got)
+	}
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"interrupted/part-000001-0000-000000"}) {
+		t.Fatalf("keys: %q", k)
+	}
+
+	// A stage replaced after its pre-commit (ETag changed) is not copied.
+	w2 := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
+	writeS(t, w2, "c")
+	chk2 := preCommitS(t, w2, 2)
+	if _, err := c.PutObject(ctx, "out", "interrupted/_staging/part-000002-0000-000000", strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Commit(chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
+		t.Fatalf("commit of a replaced stage: %v", err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("committed: %q", got)
+	}
+}
+
+// TestS3FreshRunOverSameAttemptLeftovers: a run started afresh whose attempt
+// numbers repeat those of the stages an abandoned run left writes past them.
+func TestS3FreshRunOverSameAttemptLeftovers(t *testing.T) {
+	_, c := s3Env(t)
+	dir := "s3://out/again"
+	old := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	writeS(t, old, "old")
+	preCommitS(t, old, 1) // never committed
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	writeS(t, w, "new")
+	chk := preCommitS(t, w, 1)
+	if err := w.Commit(chk); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, []string{"new"}) {
+		t.Fatalf("committed: %q", got)
+	}
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"again/_staging/part-000001-0000-000000", "again/part-000001-0000-000001"}) {
+		t.Fatalf("keys: %q", k)
+	}
+	// The next attempt deletes the abandoned stage.
+	newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"again/part-000001-0000-000001"}) {
+		t.Fatalf("keys: %q", k)
 	}
 }
 
 func TestS3CommittableEncoding(t *testing.T) {
-	c := s3Committable{name: "part-000001-0002-000003", uploadID: "abc-123", parts: []minio.CompletePart{{PartNumber: 1, ETag: `"e1"`}, {PartNumber: 2, ETag: `"e2"`}}}
-	b := c.encode()
-	got, err := decodeS3Committable(b)
-	if err != nil || got.name != c.name || got.uploadID != c.uploadID || !slices.Equal(got.parts, c.parts) {
-		t.Fatalf("round trip: %+v %v", got, err)
+	v3 := s3Committable{version: 3, name: "part-000001-0002-000003", txn: "0123abcd-3", etag: "e1e1", size: 1 << 33}
+	v2 := s3Committable{version: 2, name: "part-000001-0002-000003", uploadID: "abc-123", parts: []minio.CompletePart{{PartNumber: 1, ETag: `"e1"`}, {PartNumber: 2, ETag: `"e2"`}}}
+	for _, c := range []s3Committable{v3, v2} {
+		got, err := decodeS3Committable(c.encode())
+		if err != nil || got.version != c.version || got.name != c.name || got.txn != c.txn || got.etag != c.etag || got.size != c.size ||
+			got.uploadID != c.uploadID || !slices.Equal(got.parts, c.parts) {
+			t.Fatalf("round trip: %+v %v", got, err)
+		}
 	}
-	bad := [][]byte{nil, {1}, {2}, append(slices.Clone(b), 0), b[:len(b)-1],
-		s3Committable{name: "../part-1", uploadID: "u", parts: c.parts}.encode(),
-		s3Committable{name: "part-1", uploadID: "", parts: c.parts}.encode(),
-		s3Committable{name: "part-1", uploadID: "u"}.encode(),
-		s3Committable{name: "part-1", uploadID: "u", parts: []minio.CompletePart{{PartNumber: 2, ETag: "x"}}}.encode(),
+	b3, b2 := v3.encode(), v2.encode()
+	with := func(c s3Committable, f func(*s3Committable)) []byte { f(&c); return c.encode() }
+	bad := [][]byte{nil, {1}, {2}, {3}, {4}, append(slices.Clone(b3), 0), b3[:len(b3)-1], append(slices.Clone(b2), 0), b2[:len(b2)-1],
+		with(v3, func(c *s3Committable) { c.name = "../part-1" }),
+		with(v3, func(c *s3Committable) { c.name = "_staging/part-1" }),
+		with(v3, func(c *s3Committable) { c.txn = "" }),
+		with(v3, func(c *s3Committable) { c.etag = "" }),
+		with(v3, func(c *s3Committable) { c.size = 0 }),
+		with(v2, func(c *s3Committable) { c.name = "../part-1" }),
+		with(v2, func(c *s3Committable) { c.uploadID = "" }),
+		with(v2, func(c *s3Committable) { c.parts = nil }),
+		with(v2, func(c *s3Committable) { c.parts = []minio.CompletePart{{PartNumber: 2, ETag: "x"}} }),
 		committable{inProgress: ".part-1-0-0.inprogress", final: "part-000001-0000-000000"}.encode(),
 	}
 	for _, x := range bad {
@@ -483,5 +602,50 @@ func TestS3CommitAfterOutage(t *testing.T) {
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("committed: %q", got)
+	}
+}
+
+// TestS3InterruptedAnywhere interrupts the completion of a stage and the
+// commit after every few milliseconds: whatever point the writer died at,
+// the next attempt restoring the checkpoint commits the transaction whole,
+// exactly once, and one restoring an earlier checkpoint leaves nothing
+// visible. (Completing the final object's multipart upload in the commit,
+// as earlier versions did, lost the transaction on MinIO when interrupted
+// about 2 ms in.)
+func TestS3InterruptedAnywhere(t *testing.T) {
+	_, c := s3Env(t)
+	lines := append(big(11, 'q'), "end")
+	for d := time.Duration(0); d <= 40*time.Millisecond; d += 2 * time.Millisecond {
+		dir := fmt.Sprintf("s3://out/cut-%02d", d.Milliseconds())
+		w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+		sw := w.(*s3Writer[string])
+		writeS(t, w, lines...)
+		// The stage's completion, cut short.
+		sw.opCtx = func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), d) }
+		chk, err := w.PreCommit(1)
+		if err != nil {
+			// The checkpoint failed: the job restores an earlier one,
+			// which holds nothing of this transaction.
+			newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
+			if got := readS3(t, dir); len(got) != 0 {
+				t.Fatalf("%v: pre-commit failed (%v), yet %d lines are visible", d, err, len(got))
+			}
+			for _, k := range keys(t, c, "out") {
+				if strings.HasPrefix(k, fmt.Sprintf("cut-%02d/", d.Milliseconds())) {
+					t.Errorf("%v: left %s", d, k)
+				}
+			}
+			t.Logf("%v: pre-commit: %v", d, err)
+			continue
+		}
+		// The commit, cut short.
+		cerr := w.Commit(chk)
+		sw.opCtx = opContext
+		newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
+		got := readS3(t, dir)
+		if !slices.Equal(got, lines) {
+			t.Fatalf("%v: commit (%v), then restore: %d lines, want %d", d, cerr, len(got), len(lines))
+		}
+		t.Logf("%v: commit: %v", d, cerr)
 	}
 }
