@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,34 +88,62 @@ func noSecret(t *testing.T, secret string, errs ...error) {
 	}
 }
 
-func TestS3PutGet(t *testing.T) {
+// newContractS3 opens, for each case of the contract suite, a storage at
+// s3://contract-N/ckpts on m (a bucket of its own). When the case ends the
+// bucket must hold exactly the keys of the objects List shows: nothing
+// outside the prefix, no key List hides, no incomplete upload.
+func newContractS3(m *testenv.MinIO) func(t *testing.T) Storage {
+	n := 0
+	return func(t *testing.T) Storage {
+		t.Helper()
+		n++
+		bucket := fmt.Sprintf("contract-%d", n)
+		s := openS3(t, s3Config(m, bucket, "ckpts"))
+		raw := rawS3(t, m)
+		t.Cleanup(func() {
+			ctx := context.Background()
+			names, err := s.List(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{}
+			for _, name := range names {
+				want = append(want, "ckpts/"+name)
+			}
+			keys := []string{}
+			for obj := range raw.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+				if obj.Err != nil {
+					t.Fatal(obj.Err)
+				}
+				keys = append(keys, obj.Key)
+			}
+			sort.Strings(keys)
+			if !reflect.DeepEqual(keys, want) {
+				t.Errorf("bucket %s holds keys %q, want those of the objects List shows: %q", bucket, keys, want)
+			}
+			for up := range raw.ListIncompleteUploads(ctx, bucket, "", true) {
+				if up.Err != nil {
+					t.Fatal(up.Err)
+				}
+				t.Errorf("incomplete upload left behind: %s %s", up.Key, up.UploadID)
+			}
+		})
+		return s
+	}
+}
+
+// An object is a plain S3 object at prefix/name.
+func TestS3Keys(t *testing.T) {
 	ctx := context.Background()
 	s, m := newS3(t)
 	if got, want := s.URL(), "s3://ebbflow-test/ckpts"; got != want {
 		t.Fatalf("URL = %q, want %q", got, want)
 	}
-	objs := map[string][]byte{
-		"wc/chk-1/a1-c0-s0.state": []byte("state bytes"),
-		"wc/chk-1/_metadata":      []byte(`{"version":1}`),
-		"top":                     {},                                   // empty object
-		"deep/a/b/c/d":            bytes.Repeat([]byte{0, 0xff}, 1<<16), // binary, 128 KiB
-		"/leading-slash":          []byte("x"),
-	}
-	for name, data := range objs {
-		if err := s.Put(ctx, name, data); err != nil {
-			t.Fatalf("Put(%q): %v", name, err)
+	for name, data := range map[string]string{"wc/chk-1/a1-c0-s0.state": "state bytes", "/leading-slash": "x", "d/x": "1"} {
+		if err := s.Put(ctx, name, []byte(data)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	for name, data := range objs {
-		got, err := s.Get(ctx, name)
-		if err != nil {
-			t.Fatalf("Get(%q): %v", name, err)
-		}
-		if !bytes.Equal(got, data) {
-			t.Fatalf("Get(%q) = %d bytes, want %d", name, len(got), len(data))
-		}
-	}
-	// The object is a plain S3 object at prefix/name.
 	raw := rawS3(t, m)
 	obj, err := raw.GetObject(ctx, "ebbflow-test", "ckpts/wc/chk-1/a1-c0-s0.state", minio.GetObjectOptions{})
 	if err != nil {
@@ -125,57 +154,16 @@ func TestS3PutGet(t *testing.T) {
 		t.Fatalf("raw object: %q, %v", buf.String(), err)
 	}
 	obj.Close()
-	// A leading slash names the same object.
-	if got, err := s.Get(ctx, "leading-slash"); err != nil || string(got) != "x" {
-		t.Fatalf("Get(leading-slash) = %q, %v", got, err)
-	}
 	if _, err := raw.StatObject(ctx, "ebbflow-test", "ckpts/leading-slash", minio.StatObjectOptions{}); err != nil {
 		t.Fatalf("leading slash not dropped from the key: %v", err)
 	}
-	// Put replaces.
-	if err := s.Put(ctx, "top", []byte("v2")); err != nil {
-		t.Fatal(err)
+	// A "folder" is not an object, and S3 has none: not found.
+	if _, err := s.Get(ctx, "d"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a folder: %v, want ErrNotFound", err)
 	}
-	if got, _ := s.Get(ctx, "top"); string(got) != "v2" {
-		t.Fatalf("after overwrite Get = %q", got)
-	}
-}
-
-func TestS3PutIfAbsent(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newS3(t)
-	name := "wc/chk-3/_metadata"
-	if err := s.PutIfAbsent(ctx, name, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	for _, data := range [][]byte{[]byte("second"), []byte("first"), nil} {
-		err := s.PutIfAbsent(ctx, name, data)
-		if !errors.Is(err, ErrExists) {
-			t.Fatalf("PutIfAbsent over an existing object: err = %v, want ErrExists", err)
-		}
-		if want := "s3://ebbflow-test/ckpts/" + name; !strings.Contains(err.Error(), want) {
-			t.Fatalf("error %q does not name %s", err, want)
-		}
-	}
-	if got, _ := s.Get(ctx, name); string(got) != "first" {
-		t.Fatalf("refused PutIfAbsent changed the object to %q", got)
-	}
-	// An object written by Put is also protected.
-	if err := s.Put(ctx, "p", []byte("put")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutIfAbsent(ctx, "p", []byte("x")); !errors.Is(err, ErrExists) {
-		t.Fatalf("PutIfAbsent over a Put object: %v", err)
-	}
-	// After Delete it can be created again.
-	if err := s.Delete(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutIfAbsent(ctx, name, []byte("again")); err != nil {
-		t.Fatalf("PutIfAbsent after Delete: %v", err)
-	}
-	if got, _ := s.Get(ctx, name); string(got) != "again" {
-		t.Fatalf("after re-create Get = %q", got)
+	// A bad prefix is refused by List too.
+	if _, err := s.List(ctx, "../"); err == nil {
+		t.Fatal(`List("../") accepted`)
 	}
 }
 
@@ -216,141 +204,19 @@ func TestS3PutIfAbsentMultipart(t *testing.T) {
 	}
 }
 
-// Racing create-only writers: exactly one wins and its bytes are stored
-// whole.
-func TestS3PutIfAbsentRace(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newS3(t)
-	const n = 16
-	for round := 0; round < 5; round++ {
-		name := fmt.Sprintf("job/chk-%d/_metadata", round)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				errs[i] = s.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, 4096))
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				if winner != -1 {
-					t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
-				}
-				winner = i
-			case !errors.Is(err, ErrExists):
-				t.Fatalf("round %d writer %d: %v", round, i, err)
-			}
-		}
-		if winner == -1 {
-			t.Fatalf("round %d: no writer won", round)
-		}
-		got, err := s.Get(ctx, name)
-		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 4096)) {
-			t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
-		}
-	}
-}
-
-func TestS3GetMissing(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newS3(t)
-	for _, name := range []string{"nope", "wc/chk-9/_metadata", "wc/chk-9/a1-c0-s0.state"} {
-		_, err := s.Get(ctx, name)
-		if !errors.Is(err, ErrNotFound) {
-			t.Fatalf("Get(%q): err = %v, want ErrNotFound", name, err)
-		}
-		if want := "s3://ebbflow-test/ckpts/" + name; !strings.Contains(err.Error(), want) {
-			t.Fatalf("error %q does not name %s", err, want)
-		}
-	}
-	// A "folder" is not an object.
-	if err := s.Put(ctx, "d/x", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, "d"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get of a folder: %v, want ErrNotFound", err)
-	}
-}
-
-func TestS3BadNames(t *testing.T) {
+// Objects beside the storage's prefix are not its objects, and a folder
+// marker made by another tool is not an object.
+func TestS3ListBesideThePrefix(t *testing.T) {
 	ctx := context.Background()
 	s, m := newS3(t)
-	bad := []string{"", "/", ".", "..", "../x", "a/../../x", "a/..", "x/../y", `..\x`}
-	for _, name := range bad {
-		for op, f := range map[string]func() error{
-			"Put":         func() error { return s.Put(ctx, name, []byte("x")) },
-			"PutIfAbsent": func() error { return s.PutIfAbsent(ctx, name, []byte("x")) },
-			"Get":         func() error { _, err := s.Get(ctx, name); return err },
-			"Delete":      func() error { return s.Delete(ctx, name) },
-		} {
-			err := f()
-			if err == nil {
-				t.Fatalf("%s(%q) accepted a bad name", op, name)
-			}
-			if !strings.Contains(err.Error(), fmt.Sprintf("%q", name)) {
-				t.Errorf("%s(%q): error %q does not quote the name", op, name, err)
-			}
-		}
-	}
-	if err := s.DeletePrefix(ctx, "../"); err == nil {
-		t.Fatal(`DeletePrefix("../") accepted`)
-	}
-	if _, err := s.List(ctx, "../"); err == nil {
-		t.Fatal(`List("../") accepted`)
-	}
-	// Nothing was written anywhere in the bucket.
-	for obj := range rawS3(t, m).ListObjectsIter(ctx, "ebbflow-test", minio.ListObjectsOptions{Recursive: true}) {
-		if obj.Err != nil {
-			t.Fatal(obj.Err)
-		}
-		t.Errorf("bad names created object %q", obj.Key)
-	}
-}
-
-func TestS3List(t *testing.T) {
-	ctx := context.Background()
-	s, m := newS3(t)
-	names := []string{"wc/chk-10/_metadata", "wc/chk-2/a1-c0-s0.state", "wc/chk-2/_metadata", "wc/chk-1/a1-c1-s0.state", "wc/savepoint-4/_metadata", "other/chk-1/_metadata"}
-	for _, n := range names {
-		if err := s.Put(ctx, n, []byte(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Objects beside the storage's prefix are not its objects, and a folder
-	// marker made by another tool is not an object.
 	raw := rawS3(t, m)
-	for _, key := range []string{"ckpts2/wc/chk-1/_metadata", "ckpt", "outside", "ckpts/wc/chk-2/"} {
-		if _, err := raw.PutObject(ctx, "ebbflow-test", key, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
-			t.Fatal(err)
+	listContract(t, s, func() {
+		for _, key := range []string{"ckpts2/wc/chk-1/_metadata", "ckpt", "outside", "ckpts/wc/chk-2/"} {
+			if _, err := raw.PutObject(ctx, "ebbflow-test", key, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	for _, tc := range []struct {
-		prefix string
-		want   []string
-	}{
-		{"", []string{"other/chk-1/_metadata", "wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata", "wc/chk-2/_metadata", "wc/chk-2/a1-c0-s0.state", "wc/savepoint-4/_metadata"}},
-		{"wc/chk-", []string{"wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata", "wc/chk-2/_metadata", "wc/chk-2/a1-c0-s0.state"}},
-		{"wc/chk-1", []string{"wc/chk-1/a1-c1-s0.state", "wc/chk-10/_metadata"}}, // a prefix, not a folder
-		{"wc/chk-1/", []string{"wc/chk-1/a1-c1-s0.state"}},
-		{"wc/savepoint-", []string{"wc/savepoint-4/_metadata"}},
-		{"nothing/", nil},
-	} {
-		got, err := s.List(ctx, tc.prefix)
-		if err != nil {
-			t.Fatalf("List(%q): %v", tc.prefix, err)
-		}
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("List(%q) = %q, want %q", tc.prefix, got, tc.want)
-		}
-	}
+	})
 	// A storage at the bucket root sees every key.
 	root := openS3(t, s3Config(m, "ebbflow-test", ""))
 	got, err := root.List(ctx, "ckpt")
@@ -402,72 +268,15 @@ func TestS3ListAndDeleteManyObjects(t *testing.T) {
 	}
 }
 
-func TestS3Delete(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newS3(t)
-	if err := s.Put(ctx, "a/b", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Delete(ctx, "a/b"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, "a/b"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Get after Delete: %v", err)
-	}
-	if err := s.Delete(ctx, "a/b"); err != nil {
-		t.Fatalf("Delete of a missing object: %v", err)
-	}
-	if err := s.Delete(ctx, "never/was"); err != nil {
-		t.Fatalf("Delete of a missing object in a missing folder: %v", err)
-	}
-}
-
-func TestS3DeletePrefix(t *testing.T) {
+// DeletePrefix("") empties the storage's prefix, and only that.
+func TestS3DeletePrefixStaysInsideThePrefix(t *testing.T) {
 	ctx := context.Background()
 	s, m := newS3(t)
-	put := func(names ...string) {
-		for _, n := range names {
-			if err := s.Put(ctx, n, []byte("x")); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	list := func(prefix string) []string {
-		got, err := s.List(ctx, prefix)
-		if err != nil {
+	for _, n := range []string{"wc/chk-1/a", "wc/chk-2/_metadata", "top"} {
+		if err := s.Put(ctx, n, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		return got
 	}
-	put("wc/chk-1/a", "wc/chk-1/_metadata", "wc/chk-1/sub/deep", "wc/chk-10/_metadata", "wc/chk-2/_metadata")
-
-	// A folder prefix removes exactly that folder, also its subfolders.
-	if err := s.DeletePrefix(ctx, "wc/chk-1/"); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := list("wc/"), []string{"wc/chk-10/_metadata", "wc/chk-2/_metadata"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("after DeletePrefix(wc/chk-1/): %q, want %q", got, want)
-	}
-	// A missing folder is fine.
-	if err := s.DeletePrefix(ctx, "wc/chk-77/"); err != nil {
-		t.Fatalf("DeletePrefix of a missing folder: %v", err)
-	}
-	// A name prefix removes every object whose name starts with it: chk-1
-	// also matches chk-10.
-	put("wc/chk-1/a")
-	if err := s.DeletePrefix(ctx, "wc/chk-1"); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := list("wc/"), []string{"wc/chk-2/_metadata"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("after DeletePrefix(wc/chk-1): %q, want %q", got, want)
-	}
-	if err := s.DeletePrefix(ctx, "wc/nothing"); err != nil {
-		t.Fatal(err)
-	}
-	if got := list(""); len(got) != 1 {
-		t.Fatalf("unrelated objects deleted: %q", got)
-	}
-	// DeletePrefix("") empties the storage's prefix, and only that.
 	raw := rawS3(t, m)
 	if _, err := raw.PutObject(ctx, "ebbflow-test", "ckpts2/x", bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
@@ -475,8 +284,8 @@ func TestS3DeletePrefix(t *testing.T) {
 	if err := s.DeletePrefix(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := list(""); len(got) != 0 {
-		t.Fatalf("after DeletePrefix(\"\"): %q", got)
+	if got, err := s.List(ctx, ""); err != nil || len(got) != 0 {
+		t.Fatalf("after DeletePrefix(\"\"): %q, %v", got, err)
 	}
 	if _, err := raw.StatObject(ctx, "ebbflow-test", "ckpts2/x", minio.StatObjectOptions{}); err != nil {
 		t.Fatalf("DeletePrefix(\"\") removed an object beside the prefix: %v", err)

@@ -7,17 +7,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ebbflow/ebbflow/internal/testenv"
 )
 
 var binary string
@@ -195,38 +195,11 @@ func run(t *testing.T, timeout time.Duration, args ...string) (int, string, stri
 	return code, out.String(), errb.String()
 }
 
-// writeCorpus writes a deterministic text input with mixed case, unicode
-// letters and digits, punctuation, empty lines and long lines.
+// writeCorpus writes the shared deterministic wordcount input (see
+// testenv.WriteCorpus, which the container test uses too).
 func writeCorpus(t *testing.T, path string, lines int, seed uint64) {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, seed))
-	vocab := []string{"the", "Quick", "brown", "FOX", "jumps", "over", "lazy", "dog", "Ébène", "naïve", "straße", "Δέλτα", "数据", "42", "x1", "état", "ÀÉÎ"}
-	for i := 0; i < 300; i++ {
-		vocab = append(vocab, "w"+strconv.Itoa(i))
-	}
-	seps := []string{" ", "  ", ", ", ". ", "—", "\t", "-", "'", "!? "}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for i := 0; i < lines; i++ {
-		n := rng.IntN(14)
-		if rng.IntN(200) == 0 {
-			n = 400
-		}
-		for j := 0; j < n; j++ {
-			if j > 0 {
-				w.WriteString(seps[rng.IntN(len(seps))])
-			}
-			w.WriteString(vocab[rng.IntN(len(vocab))])
-		}
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	testenv.WriteCorpus(t, path, lines, seed)
 }
 
 // committed reads the visible output: every file not starting with . or _.

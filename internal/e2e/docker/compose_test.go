@@ -1,10 +1,8 @@
 package docker
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,7 +40,7 @@ func TestComposeStackRescales(t *testing.T) {
 		t.Fatal(err)
 	}
 	corpus := filepath.Join(in, "input.txt")
-	writeCorpus(t, corpus, inputLines, 7)
+	testenv.WriteCorpus(t, corpus, inputLines, 7)
 	s := newStack(t, e, in, map[string]string{
 		"EBBFLOW_RATE":                strconv.Itoa(inputRate),
 		"EBBFLOW_CHECKPOINT_INTERVAL": "1s",
@@ -284,40 +282,4 @@ func assertHistory(t *testing.T, recs []jobcluster.RescaleRecord, want []string)
 		t.Fatalf("rescale history %v lacks %q (in order: %v)", got, want[i], want)
 	}
 	t.Logf("rescale history: %v", got)
-}
-
-// writeCorpus writes deterministic text: mixed case, unicode letters,
-// digits, punctuation, empty and long lines.
-func writeCorpus(t *testing.T, path string, lines int, seed uint64) {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(seed, seed))
-	vocab := []string{"the", "Quick", "brown", "FOX", "jumps", "über", "Ébène", "straße", "Δέλτα", "数据", "42", "x1", "état"}
-	for i := 0; i < 200; i++ {
-		vocab = append(vocab, "w"+strconv.Itoa(i))
-	}
-	seps := []string{" ", "  ", ", ", ". ", "—", "\t", "-", "'", "!? "}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for i := 0; i < lines; i++ {
-		n := rng.IntN(14)
-		if rng.IntN(200) == 0 {
-			n = 300
-		}
-		for j := 0; j < n; j++ {
-			if j > 0 {
-				w.WriteString(seps[rng.IntN(len(seps))])
-			}
-			w.WriteString(vocab[rng.IntN(len(vocab))])
-		}
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
