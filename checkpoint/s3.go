@@ -3,16 +3,10 @@ package checkpoint
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -20,8 +14,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -33,196 +25,6 @@ const (
 	minS3PartSize = 5 << 20
 	maxS3PartSize = 5 << 30
 )
-
-// S3Config configures an S3 (or S3-compatible, e.g. MinIO) checkpoint
-// storage. The secret key never leaves this struct: String and GoString
-// redact it, and no error names it.
-type S3Config struct {
-	URL           string // checkpoint.dir: s3://bucket or s3://bucket/prefix
-	Endpoint      string // s3.endpoint: host:port, without a scheme
-	Region        string // s3.region: optional; looked up from the bucket when empty
-	AccessKey     string // s3.access-key
-	SecretKey     string // s3.secret-key
-	SecretKeyFile string // s3.secret-key-file: read the secret from this file instead
-	UseTLS        bool   // s3.tls: https instead of http
-	CAFile        string // s3.ca-file: PEM bundle of extra CAs to trust (needs s3.tls)
-	CreateBucket  bool   // s3.create-bucket: create the bucket if it is missing
-	PartSize      uint64 // s3.part-size: multipart part size, default 16 MiB
-}
-
-const redacted = "[redacted]"
-
-// String shows the configuration with the secret key redacted.
-func (c S3Config) String() string {
-	secret := ""
-	if c.SecretKey != "" {
-		secret = redacted
-	}
-	return fmt.Sprintf("S3Config{URL:%q Endpoint:%q Region:%q AccessKey:%q SecretKey:%q SecretKeyFile:%q UseTLS:%v CAFile:%q CreateBucket:%v PartSize:%d}",
-		redactURL(c.URL), c.Endpoint, c.Region, c.AccessKey, secret, c.SecretKeyFile, c.UseTLS, c.CAFile, c.CreateBucket, c.PartSize)
-}
-
-// GoString is String, so that %#v does not print the secret either.
-func (c S3Config) GoString() string { return c.String() }
-
-// redactURL hides a password in a URL (s3://user:pass@bucket) so that a
-// misplaced credential is not echoed back in a message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		if i := strings.Index(s, "@"); i >= 0 && strings.Contains(s, "://") {
-			return s[:strings.Index(s, "://")+3] + redacted + s[i:]
-		}
-		return s
-	}
-	u.User = url.User(redacted)
-	return u.String()
-}
-
-// parseS3URL splits s3://bucket/prefix into bucket and prefix (without
-// leading or trailing slashes).
-func parseS3URL(raw string) (bucket, prefix string, err error) {
-	if raw == "" {
-		return "", "", errors.New("checkpoint: checkpoint.dir is empty")
-	}
-	shown := redactURL(raw)
-	u, perr := url.Parse(raw)
-	if perr != nil || u.Scheme != "s3" {
-		return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: want s3://bucket/prefix", shown)
-	}
-	if u.User != nil {
-		return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: credentials do not belong in the URL; use s3.access-key and s3.secret-key-file", shown)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: want s3://bucket/prefix, without a query or fragment", shown)
-	}
-	bucket = u.Host
-	if bucket == "" {
-		return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: no bucket (want s3://bucket/prefix)", shown)
-	}
-	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
-		return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: bucket %q: %v", shown, bucket, err)
-	}
-	prefix = strings.Trim(u.Path, "/")
-	if prefix != "" {
-		for _, seg := range strings.Split(prefix, "/") {
-			if seg == "" || seg == "." || seg == ".." {
-				return "", "", fmt.Errorf("checkpoint: checkpoint.dir %q: bad prefix %q", shown, prefix)
-			}
-		}
-	}
-	return bucket, prefix, nil
-}
-
-// Validate checks the configuration without contacting the server. Errors
-// name the configuration key at fault.
-func (c S3Config) Validate() error {
-	if _, _, err := parseS3URL(c.URL); err != nil {
-		return err
-	}
-	if err := validateEndpoint(c.Endpoint); err != nil {
-		return err
-	}
-	for _, r := range c.Region {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("checkpoint: s3.region %q: want a region name like us-east-1", c.Region)
-		}
-	}
-	if c.AccessKey == "" {
-		return errors.New("checkpoint: s3.access-key is empty")
-	}
-	if strings.TrimSpace(c.AccessKey) != c.AccessKey {
-		return errors.New("checkpoint: s3.access-key has leading or trailing blanks")
-	}
-	if _, err := c.secret(); err != nil {
-		return err
-	}
-	if c.CAFile != "" {
-		if !c.UseTLS {
-			return fmt.Errorf("checkpoint: s3.ca-file %q is set but s3.tls is off; set s3.tls to true to use it", c.CAFile)
-		}
-		if _, err := loadCAFile(c.CAFile); err != nil {
-			return err
-		}
-	}
-	if c.PartSize != 0 && (c.PartSize < minS3PartSize || c.PartSize > maxS3PartSize) {
-		return fmt.Errorf("checkpoint: s3.part-size %d: want between 5 MiB and 5 GiB", c.PartSize)
-	}
-	return nil
-}
-
-func validateEndpoint(ep string) error {
-	if ep == "" {
-		return errors.New("checkpoint: s3.endpoint is empty (want host:port)")
-	}
-	if strings.Contains(ep, "://") {
-		return fmt.Errorf("checkpoint: s3.endpoint %q: want host:port without a scheme (https is s3.tls)", redactURL(ep))
-	}
-	if strings.ContainsAny(ep, "/@?# ") {
-		return fmt.Errorf("checkpoint: s3.endpoint %q: want host:port", ep)
-	}
-	host := ep
-	if strings.Contains(ep, ":") {
-		h, port, err := net.SplitHostPort(ep)
-		if err != nil {
-			return fmt.Errorf("checkpoint: s3.endpoint %q: want host:port: %v", ep, err)
-		}
-		if port == "" || strings.Trim(port, "0123456789") != "" {
-			return fmt.Errorf("checkpoint: s3.endpoint %q: bad port %q", ep, port)
-		}
-		host = h
-	}
-	if host == "" {
-		return fmt.Errorf("checkpoint: s3.endpoint %q: no host", ep)
-	}
-	return nil
-}
-
-// secret returns the secret key, from s3.secret-key or s3.secret-key-file.
-// Its errors never contain the secret.
-func (c S3Config) secret() (string, error) {
-	switch {
-	case c.SecretKey != "" && c.SecretKeyFile != "":
-		return "", errors.New("checkpoint: both s3.secret-key and s3.secret-key-file are set; set only one")
-	case c.SecretKeyFile != "":
-		b, err := os.ReadFile(c.SecretKeyFile)
-		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err // the path is named below; the rest is the reason
-			}
-			return "", fmt.Errorf("checkpoint: s3.secret-key-file %q: %v", c.SecretKeyFile, err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("checkpoint: s3.secret-key-file %q is empty", c.SecretKeyFile)
-		}
-		return s, nil
-	case c.SecretKey != "":
-		return c.SecretKey, nil
-	default:
-		return "", errors.New("checkpoint: s3.secret-key is empty (set s3.secret-key or s3.secret-key-file)")
-	}
-}
-
-func loadCAFile(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("checkpoint: s3.ca-file %q: %v", file, err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("checkpoint: s3.ca-file %q holds no PEM certificate", file)
-	}
-	return pool, nil
-}
 
 // S3 is a Storage in an S3 bucket under a prefix. Put is atomic by S3
 // semantics (a multipart upload becomes visible only when completed), and
@@ -248,109 +50,22 @@ func OpenS3(ctx context.Context, cfg S3Config) (Storage, error) {
 	return s, nil
 }
 
-// NewS3 connects to the endpoint and checks that the bucket exists,
-// creating it if cfg.CreateBucket is set.
+// NewS3 connects to the endpoint (DialS3) and checks that the bucket
+// exists, creating it if cfg.CreateBucket is set.
 func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	bucket, prefix, _ := parseS3URL(cfg.URL)
-	secret, err := cfg.secret()
+	c, err := DialS3(ctx, cfg, S3DialOptions{Names: checkpointS3Names, AppName: "ebbflow"})
 	if err != nil {
 		return nil, err
 	}
-	tr, err := minio.DefaultTransport(cfg.UseTLS)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: S3 transport: %w", err)
-	}
-	if cfg.CAFile != "" {
-		pool, err := loadCAFile(cfg.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.AccessKey, secret, ""),
-		Secure:    cfg.UseTLS,
-		Transport: tr,
-		Region:    cfg.Region,
-	})
-	if err != nil {
-		// minio.New only parses the endpoint; its errors hold no secret.
-		return nil, fmt.Errorf("checkpoint: s3.endpoint %q: %w", cfg.Endpoint, err)
-	}
-	client.SetAppInfo("ebbflow", "1")
-	s := &S3{client: client, tr: tr, bucket: bucket, prefix: prefix, endpoint: cfg.Endpoint, partSize: cfg.PartSize}
+	s := &S3{client: c.Client, tr: c.Transport, bucket: c.Bucket, prefix: c.Prefix, endpoint: c.Endpoint, partSize: cfg.PartSize}
 	if s.partSize == 0 {
 		s.partSize = DefaultS3PartSize
 	}
 	s.rangeSize = s3RangeSize
-	if err := s.checkBucket(ctx, cfg); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
-}
-
-// checkBucket checks that the bucket exists, creating it if allowed. The
-// first request to a bucket of unknown region is a GetBucketLocation that
-// minio-go sends without retries, so transient failures (a server still
-// starting, a refused connection) are retried here for a few seconds.
-func (s *S3) checkBucket(ctx context.Context, cfg S3Config) error {
-	var ok bool
-	var err error
-	delay := 100 * time.Millisecond
-	for deadline := time.Now().Add(openRetryFor); ; {
-		ok, err = s.client.BucketExists(ctx, s.bucket)
-		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
-	}
-	if err != nil {
-		return s.wrap(ctx, "open", s.URL(), err)
-	}
-	if ok {
-		return nil
-	}
-	if !cfg.CreateBucket {
-		return fmt.Errorf("checkpoint: %s: bucket %q does not exist at %s; create it, or set s3.create-bucket to true to let ebbflow create it", s.URL(), s.bucket, s.endpoint)
-	}
-	err = s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: cfg.Region})
-	if err != nil {
-		switch minio.ToErrorResponse(err).Code {
-		case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
-			// Created concurrently by another process: fine if it is ours,
-			// and if it is not, the first write fails clearly.
-			return nil
-		}
-		return s.wrap(ctx, fmt.Sprintf("create bucket %q for", s.bucket), s.URL(), err)
-	}
-	return nil
-}
-
-// openRetryFor bounds NewS3's retries of transient failures.
-const openRetryFor = 5 * time.Second
-
-// transient reports whether an error may go away by itself: no answer from
-// the server, or a 5xx / "not ready yet" answer.
-func transient(err error) bool {
-	var resp minio.ErrorResponse
-	if errors.As(err, &resp) && resp.Code != "" {
-		return resp.StatusCode >= 500 || resp.Code == "XMinioServerNotInitialized" || resp.Code == "SlowDown" || resp.Code == "RequestTimeout"
-	}
-	var cve *tls.CertificateVerificationError
-	var rhe tls.RecordHeaderError
-	if errors.As(err, &cve) || errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
-		return false
-	}
-	var netErr net.Error
-	return errors.As(err, &netErr)
 }
 
 // Close releases the idle connections of the storage's HTTP transport.
@@ -360,12 +75,7 @@ func (s *S3) Close() error {
 }
 
 // URL is s3://bucket/prefix (never with credentials).
-func (s *S3) URL() string {
-	if s.prefix == "" {
-		return "s3://" + s.bucket
-	}
-	return "s3://" + s.bucket + "/" + s.prefix
-}
+func (s *S3) URL() string { return s3URL(s.bucket, s.prefix) }
 
 // String is URL.
 func (s *S3) String() string { return s.URL() }
@@ -398,48 +108,21 @@ func (s *S3) keyPrefix(prefix string) (string, error) {
 	return s.prefix + "/" + p, nil
 }
 
-// wrap translates a minio-go error at the boundary: S3 error codes become
-// the package's sentinels or a plain explanation, network errors name the
-// endpoint, and a cancelled context stays visible to errors.Is.
+// wrap translates a minio-go error at the boundary: NoSuchKey and
+// PreconditionFailed become the package's sentinels, the rest is explained
+// by S3Names.Describe (naming the endpoint and the s3.* key to fix), and a
+// cancelled context stays visible to errors.Is.
 func (s *S3) wrap(ctx context.Context, op, what string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		if !errors.Is(err, ctxErr) {
-			err = fmt.Errorf("%w (%v)", ctxErr, err)
-		}
-		return fmt.Errorf("checkpoint: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
-	}
 	var resp minio.ErrorResponse
-	if errors.As(err, &resp) && resp.Code != "" {
+	if ctx.Err() == nil && errors.As(err, &resp) {
 		switch resp.Code {
 		case "NoSuchKey":
 			return fmt.Errorf("checkpoint: %s: %w", what, ErrNotFound)
 		case "PreconditionFailed":
 			return fmt.Errorf("checkpoint: %s: %w", what, ErrExists)
-		case "InvalidAccessKeyId", "SignatureDoesNotMatch":
-			return fmt.Errorf("checkpoint: %s %s: credentials refused by %s (%s; check s3.access-key and s3.secret-key): %w", op, what, s.endpoint, resp.Code, err)
-		case "AccessDenied":
-			return fmt.Errorf("checkpoint: %s %s: credentials refused by %s (AccessDenied: wrong s3.access-key / s3.secret-key, or they lack permission on bucket %q): %w", op, what, s.endpoint, s.bucket, err)
-		case "NoSuchBucket":
-			return fmt.Errorf("checkpoint: %s %s: bucket %q does not exist at %s: %w", op, what, s.bucket, s.endpoint, err)
 		}
-		if resp.StatusCode == http.StatusBadRequest && strings.Contains(resp.Message, "HTTPS server") {
-			return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s wants https; set s3.tls to true: %w", op, what, s.endpoint, err)
-		}
-		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s answered %s: %w", op, what, s.endpoint, resp.Code, err)
 	}
-	var cve *tls.CertificateVerificationError
-	if errors.As(err, &cve) {
-		return fmt.Errorf("checkpoint: %s %s: the TLS certificate of S3 endpoint %s is not trusted (s3.ca-file names a CA bundle to trust): %w", op, what, s.endpoint, err)
-	}
-	var rhe tls.RecordHeaderError
-	if errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
-		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s does not speak TLS; set s3.tls to false: %w", op, what, s.endpoint, err)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return fmt.Errorf("checkpoint: %s %s: S3 endpoint %s unreachable: %w", op, what, s.endpoint, err)
-	}
-	return fmt.Errorf("checkpoint: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
+	return checkpointS3Names.Describe(ctx, s.endpoint, s.bucket, op, what, err)
 }
 
 // s3PartUploads is how many parts of one object go up at once (minio-go's

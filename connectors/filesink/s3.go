@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -21,8 +16,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/ebbflow/ebbflow"
 	"github.com/ebbflow/ebbflow/checkpoint"
@@ -36,9 +29,6 @@ const (
 	s3MaxParts = 10000
 	// s3OpTimeout bounds one S3 request (minio-go retries included).
 	s3OpTimeout = 5 * time.Minute
-	// s3OpenRetryFor bounds the retries of transient failures of the first
-	// request to the bucket (a server that answers "ready" early).
-	s3OpenRetryFor = 5 * time.Second
 )
 
 // Environment variables of the S3 connection of s3:// outputs.
@@ -53,62 +43,36 @@ const (
 	envS3CreateBucket  = "EBBFLOW_S3_CREATE_BUCKET"
 )
 
-// s3KeyNames rewrites checkpoint.S3Config's messages, which name s3.* keys,
-// to name the environment variables the sink reads them from.
-var s3KeyNames = strings.NewReplacer(
-	"checkpoint: ", "",
-	"s3.secret-key-file", envS3SecretKeyFile,
-	"s3.secret-key", envS3SecretKey,
-	"s3.access-key", envS3AccessKey,
-	"s3.endpoint", envS3Endpoint,
-	"s3.region", envS3Region,
-	"s3.tls", envS3TLS,
-	"s3.ca-file", envS3CAFile,
-	"s3.create-bucket", envS3CreateBucket,
-)
+// s3Names make the messages of the S3 connection name the environment
+// variables that the sink reads its settings from.
+var s3Names = checkpoint.S3Names{
+	Prefix:        "filesink: ",
+	URL:           "s3 output",
+	Endpoint:      envS3Endpoint,
+	Region:        envS3Region,
+	AccessKey:     envS3AccessKey,
+	SecretKey:     envS3SecretKey,
+	SecretKeyFile: envS3SecretKeyFile,
+	TLS:           envS3TLS,
+	CAFile:        envS3CAFile,
+	CreateBucket:  envS3CreateBucket,
+	Env:           true,
+}
 
 func isS3(dir string) bool { return strings.HasPrefix(dir, "s3://") }
 
 // s3Store is a connection to the bucket of an s3:// output.
 type s3Store struct {
+	conn     *checkpoint.S3Conn
 	client   *minio.Client
 	core     minio.Core
-	tr       *http.Transport
 	bucket   string
 	prefix   string // without slashes at either end; "" is the bucket root
 	endpoint string
 }
 
-// parseS3Dir splits s3://bucket/prefix. Errors never echo credentials that
-// were misplaced in the URL.
-func parseS3Dir(dir string) (bucket, prefix string, err error) {
-	u, perr := url.Parse(dir)
-	if perr != nil || u.Scheme != "s3" {
-		return "", "", errors.New("filesink: s3 output: want s3://bucket/prefix")
-	}
-	if u.User != nil {
-		return "", "", fmt.Errorf("filesink: s3 output s3://[redacted]@%s: credentials do not belong in the URL; use %s and %s", u.Host, envS3AccessKey, envS3SecretKeyFile)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return "", "", fmt.Errorf("filesink: s3 output %q: want s3://bucket/prefix, without a query or fragment", dir)
-	}
-	bucket = u.Host
-	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
-		return "", "", fmt.Errorf("filesink: s3 output %q: bucket %q: %v", dir, bucket, err)
-	}
-	prefix = strings.Trim(u.Path, "/")
-	if prefix != "" {
-		for _, seg := range strings.Split(prefix, "/") {
-			if seg == "" || seg == "." || seg == ".." {
-				return "", "", fmt.Errorf("filesink: s3 output %q: bad prefix %q", dir, prefix)
-			}
-		}
-	}
-	return bucket, prefix, nil
-}
-
 // s3ConfigFromEnv reads the connection settings of an s3:// output from the
-// EBBFLOW_S3_* environment and validates them.
+// EBBFLOW_S3_* environment. checkpoint.DialS3 validates them.
 func s3ConfigFromEnv(dir string) (checkpoint.S3Config, error) {
 	cfg := checkpoint.S3Config{
 		URL:           dir,
@@ -132,26 +96,7 @@ func s3ConfigFromEnv(dir string) (checkpoint.S3Config, error) {
 			*b.v = v
 		}
 	}
-	if _, _, err := parseS3Dir(dir); err != nil {
-		return cfg, err
-	}
-	if err := cfg.Validate(); err != nil {
-		// The message names the s3.* key; name its variable instead.
-		return cfg, fmt.Errorf("filesink: s3 output %s: %s", dir, s3KeyNames.Replace(err.Error()))
-	}
 	return cfg, nil
-}
-
-// s3Secret returns the secret key of a validated configuration.
-func s3Secret(cfg checkpoint.S3Config) (string, error) {
-	if cfg.SecretKey != "" {
-		return cfg.SecretKey, nil
-	}
-	b, err := os.ReadFile(cfg.SecretKeyFile)
-	if err != nil {
-		return "", fmt.Errorf("filesink: %s %q: cannot read it", envS3SecretKeyFile, cfg.SecretKeyFile)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // openS3 connects to the bucket of dir, checking that it exists (creating it
@@ -161,101 +106,19 @@ func openS3(dir string) (*s3Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	bucket, prefix, _ := parseS3Dir(dir)
-	secret, err := s3Secret(cfg)
-	if err != nil {
-		return nil, err
-	}
-	tr, err := minio.DefaultTransport(cfg.UseTLS)
-	if err != nil {
-		return nil, fmt.Errorf("filesink: S3 transport: %w", err)
-	}
-	if cfg.CAFile != "" {
-		b, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("filesink: %s %q: cannot read it", envS3CAFile, cfg.CAFile)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(b) // (Validate checked that it holds one)
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.AccessKey, secret, ""),
-		Secure:    cfg.UseTLS,
-		Transport: tr,
-		Region:    cfg.Region,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("filesink: %s %q: %w", envS3Endpoint, cfg.Endpoint, err)
-	}
-	client.SetAppInfo("ebbflow-filesink", "1")
-	s := &s3Store{client: client, core: minio.Core{Client: client}, tr: tr, bucket: bucket, prefix: prefix, endpoint: cfg.Endpoint}
-	if err := s.checkBucket(cfg.CreateBucket, cfg.Region); err != nil {
-		s.close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *s3Store) checkBucket(create bool, region string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s3OpTimeout)
+	ctx, cancel := opContext()
 	defer cancel()
-	var ok bool
-	var err error
-	delay := 100 * time.Millisecond
-	for deadline := time.Now().Add(s3OpenRetryFor); ; {
-		ok, err = s.client.BucketExists(ctx, s.bucket)
-		if err == nil || !s3Transient(err) || time.Now().Add(delay).After(deadline) {
-			break
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, time.Second)
-	}
+	c, err := checkpoint.DialS3(ctx, cfg, checkpoint.S3DialOptions{Names: s3Names, AppName: "ebbflow-filesink"})
 	if err != nil {
-		return s.wrap("open", s.url(), err)
+		return nil, err
 	}
-	if ok {
-		return nil
-	}
-	if !create {
-		return fmt.Errorf("filesink: %s: bucket %q does not exist at %s; create it, or set %s=true to let ebbflow create it", s.url(), s.bucket, s.endpoint, envS3CreateBucket)
-	}
-	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region}); err != nil {
-		switch minio.ToErrorResponse(err).Code {
-		case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
-			return nil
-		}
-		return s.wrap(fmt.Sprintf("create bucket %q for", s.bucket), s.url(), err)
-	}
-	return nil
-}
-
-func s3Transient(err error) bool {
-	var resp minio.ErrorResponse
-	if errors.As(err, &resp) && resp.Code != "" {
-		return resp.StatusCode >= 500 || resp.Code == "XMinioServerNotInitialized" || resp.Code == "SlowDown"
-	}
-	var cve *tls.CertificateVerificationError
-	var rhe tls.RecordHeaderError
-	if errors.As(err, &cve) || errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
-		return false
-	}
-	var netErr net.Error
-	return errors.As(err, &netErr)
+	return &s3Store{conn: c, client: c.Client, core: minio.Core{Client: c.Client}, bucket: c.Bucket, prefix: c.Prefix, endpoint: c.Endpoint}, nil
 }
 
 // close releases the idle connections of the store's transport.
-func (s *s3Store) close() { s.tr.CloseIdleConnections() }
+func (s *s3Store) close() { s.conn.Close() }
 
-func (s *s3Store) url() string {
-	if s.prefix == "" {
-		return "s3://" + s.bucket
-	}
-	return "s3://" + s.bucket + "/" + s.prefix
-}
+func (s *s3Store) url() string { return s.conn.URL() }
 
 // key is the S3 key of a name relative to the output prefix.
 func (s *s3Store) key(name string) string {
@@ -291,39 +154,11 @@ func (s *s3Store) staged(key string) (string, bool) {
 
 func (s *s3Store) describe(name string) string { return s.url() + "/" + name }
 
-// wrap translates a minio-go error, naming the operation, the object and the
-// endpoint. (minio-go errors never hold the secret key: it is never sent.)
+// wrap translates a minio-go error, naming the operation, the object, the
+// endpoint and the EBBFLOW_S3_* variable to fix (checkpoint.S3Names.Describe).
+// The requests' own timeouts come out as "did not answer in time".
 func (s *s3Store) wrap(op, what string, err error) error {
-	var resp minio.ErrorResponse
-	if errors.As(err, &resp) && resp.Code != "" {
-		switch resp.Code {
-		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied":
-			return fmt.Errorf("filesink: %s %s: credentials refused by %s (%s: check %s and %s, and their permissions on bucket %q): %w",
-				op, what, s.endpoint, resp.Code, envS3AccessKey, envS3SecretKey, s.bucket, err)
-		case "NoSuchBucket":
-			return fmt.Errorf("filesink: %s %s: bucket %q does not exist at %s: %w", op, what, s.bucket, s.endpoint, err)
-		}
-		if resp.StatusCode == http.StatusBadRequest && strings.Contains(resp.Message, "HTTPS server") {
-			return fmt.Errorf("filesink: %s %s: S3 endpoint %s wants https; set %s=true: %w", op, what, s.endpoint, envS3TLS, err)
-		}
-		return fmt.Errorf("filesink: %s %s: S3 endpoint %s answered %s: %w", op, what, s.endpoint, resp.Code, err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("filesink: %s %s: S3 endpoint %s did not answer in time: %w", op, what, s.endpoint, err)
-	}
-	var cve *tls.CertificateVerificationError
-	if errors.As(err, &cve) {
-		return fmt.Errorf("filesink: %s %s: the TLS certificate of S3 endpoint %s is not trusted (%s names a CA bundle to trust): %w", op, what, s.endpoint, envS3CAFile, err)
-	}
-	var rhe tls.RecordHeaderError
-	if errors.As(err, &rhe) || strings.Contains(err.Error(), "HTTP response to HTTPS client") {
-		return fmt.Errorf("filesink: %s %s: S3 endpoint %s does not speak TLS; set %s=false: %w", op, what, s.endpoint, envS3TLS, err)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return fmt.Errorf("filesink: %s %s: S3 endpoint %s unreachable: %w", op, what, s.endpoint, err)
-	}
-	return fmt.Errorf("filesink: %s %s (S3 endpoint %s): %w", op, what, s.endpoint, err)
+	return s.conn.Describe(context.Background(), op, what, err)
 }
 
 func opContext() (context.Context, context.CancelFunc) {
