@@ -81,3 +81,14 @@ type SinkWriter[T any] interface {
 	// Close aborts whatever is not pre-committed.
 	Close() error
 }
+
+// SinkCommitWaiter is implemented by sink writers whose Commit only starts
+// publishing the committables (in the background, so that the task is not
+// held up) and reports a failure from a later call. WaitCommitted returns
+// once everything handed to Commit is published, or the first error. The
+// runtime calls it when the sink's input has ended and its last checkpoint
+// is complete, so that a bounded job ends only with its output published;
+// Close may abandon publishing in progress, which a restore finishes.
+type SinkCommitWaiter interface {
+	WaitCommitted() error
+}

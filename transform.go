@@ -264,6 +264,7 @@ type sinkOp[T any] struct {
 	nopOperator
 	w       SinkWriter[T]
 	pending map[int64][][]byte // committables per checkpoint, not yet committed
+	ended   bool               // EndInput was called
 }
 
 func (s *sinkOp[T]) Snapshot(id int64) (graph.Snapshot, error) {
@@ -287,10 +288,33 @@ func (s *sinkOp[T]) NotifyCheckpointComplete(id int64) error {
 			delete(s.pending, cid)
 		}
 	}
-	if len(done) == 0 {
-		return nil
+	if len(done) > 0 {
+		if err := s.w.Commit(done); err != nil {
+			return err
+		}
 	}
-	return s.w.Commit(done)
+	if s.ended && len(s.pending) == 0 {
+		return s.waitCommitted()
+	}
+	return nil
+}
+
+// EndInput waits for the writer's commits if no checkpoint is pending; if
+// one is (the final checkpoint, whose notification may come before or after
+// the end of input), NotifyCheckpointComplete waits once it is committed.
+func (s *sinkOp[T]) EndInput() error {
+	s.ended = true
+	if len(s.pending) == 0 {
+		return s.waitCommitted()
+	}
+	return nil
+}
+
+func (s *sinkOp[T]) waitCommitted() error {
+	if w, ok := s.w.(SinkCommitWaiter); ok {
+		return w.WaitCommitted()
+	}
+	return nil
 }
 
 func (s *sinkOp[T]) Close() error { return s.w.Close() }

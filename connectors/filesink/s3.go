@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -159,6 +160,11 @@ func (s *s3Store) describe(name string) string { return s.url() + "/" + name }
 // The requests' own timeouts come out as "did not answer in time".
 func (s *s3Store) wrap(op, what string, err error) error {
 	return s.conn.Describe(context.Background(), op, what, err)
+}
+
+// opContextOf bounds one S3 request made on behalf of parent.
+func opContextOf(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s3OpTimeout)
 }
 
 func opContext() (context.Context, context.CancelFunc) {
@@ -433,7 +439,7 @@ func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 	if err != nil {
 		return nil, err
 	}
-	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContext}
+	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContextOf}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -506,7 +512,7 @@ func (s *s3Store) remove(name string) error {
 // already; nothing of the current attempt is touched.
 func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 	if ctx.Restored {
-		if err := w.Commit(ctx.Committables); err != nil {
+		if err := w.commitNow(context.Background(), ctx.Committables); err != nil {
 			return err
 		}
 	} else if final, err := w.s.committed(); err != nil {
@@ -606,7 +612,8 @@ type s3Writer[T any] struct {
 	nonce   string // random, per writer: with seq, the transactions' marks
 	// opCtx bounds the requests that finish a stage and those of a
 	// commit; tests shorten it to interrupt them at any point.
-	opCtx func() (context.Context, context.CancelFunc)
+	opCtx func(parent context.Context) (context.Context, context.CancelFunc)
+	bg    *s3Committer // started by the first Commit
 
 	buf      []byte // records not uploaded yet
 	uploadID string // the current transaction's multipart upload, if started
@@ -695,6 +702,9 @@ func (w *s3Writer[T]) txn() string {
 // buffered whole or by completing its multipart upload, and returns its
 // committable (nothing if it is empty). The stage is not visible as output.
 func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
+	if err := w.commitErr(); err != nil {
+		return nil, err
+	}
 	if w.uploadID == "" && len(w.buf) == 0 {
 		return nil, nil
 	}
@@ -729,7 +739,7 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 			return c, err
 		}
 	}
-	ctx, cancel := w.opCtx()
+	ctx, cancel := w.opCtx(context.Background())
 	defer cancel()
 	info, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.uploadID, w.parts, ifAbsent(minio.PutObjectOptions{}))
 	if err != nil {
@@ -746,18 +756,99 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 	return c, nil
 }
 
-// Commit publishes the committables' transactions. It is idempotent, and
-// any writer of the sink may commit any committable.
+// s3CommitQueue is how many batches of committables (one per completed
+// checkpoint) may wait behind the one being published before Commit waits.
+const s3CommitQueue = 2
+
+// s3CloseGrace is how long Close lets publishing in progress finish before
+// it abandons it to the next restore.
+const s3CloseGrace = 10 * time.Second
+
+// s3Committer publishes batches of committables in the background, in
+// order, so that the server-side copies (about as long as uploading the
+// transaction again) do not hold up the task. The first failure is kept and
+// returned by the writer's next call, which fails the task; the restore
+// then commits the checkpoint's committables again.
+type s3Committer struct {
+	batches chan [][]byte
+	pending sync.WaitGroup // batches handed over and not yet done
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+}
+
+// Commit starts publishing the committables' transactions in the background
+// (WaitCommitted waits for them). Commit is idempotent, and any writer of the
+// sink may commit any committable.
 func (w *s3Writer[T]) Commit(committables [][]byte) error {
+	if err := w.commitErr(); err != nil {
+		return err
+	}
+	for _, b := range committables {
+		if _, err := decodeS3Committable(b); err != nil {
+			return fmt.Errorf("%w (in %s)", err, w.s.url())
+		}
+	}
+	if w.bg == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		bg := &s3Committer{batches: make(chan [][]byte, s3CommitQueue), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		w.bg = bg
+		go func() {
+			defer close(bg.done)
+			for cs := range bg.batches {
+				if bg.failed() == nil {
+					if err := w.commitNow(bg.ctx, cs); err != nil {
+						bg.mu.Lock()
+						bg.err = err
+						bg.mu.Unlock()
+					}
+				}
+				bg.pending.Done()
+			}
+		}()
+	}
+	w.bg.pending.Add(1)
+	w.bg.batches <- committables
+	return nil
+}
+
+func (bg *s3Committer) failed() error {
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	return bg.err
+}
+
+// commitErr is the first failure of a background commit.
+func (w *s3Writer[T]) commitErr() error {
+	if w.bg == nil {
+		return nil
+	}
+	return w.bg.failed()
+}
+
+// WaitCommitted implements ebbflow.SinkCommitWaiter: it returns once every
+// committable handed to Commit is published, or the first failure.
+func (w *s3Writer[T]) WaitCommitted() error {
+	if w.bg == nil {
+		return nil
+	}
+	w.bg.pending.Wait()
+	return w.bg.failed()
+}
+
+// commitNow publishes the committables' transactions, in order.
+func (w *s3Writer[T]) commitNow(ctx context.Context, committables [][]byte) error {
 	for _, b := range committables {
 		c, err := decodeS3Committable(b)
 		if err != nil {
 			return fmt.Errorf("%w (in %s)", err, w.s.url())
 		}
 		if c.version == 2 {
-			err = w.commitUpload(c)
+			err = w.commitUpload(ctx, c)
 		} else {
-			err = w.commit(c)
+			err = w.commit(ctx, c)
 		}
 		if err != nil {
 			return err
@@ -771,8 +862,8 @@ func (w *s3Writer[T]) Commit(committables [][]byte) error {
 // transaction's if it carries its mark (committed before, maybe by a writer
 // that died before deleting the stage); otherwise it is another run's and is
 // never overwritten. Interrupted at any point, commit can be run again.
-func (w *s3Writer[T]) commit(c s3Committable) error {
-	ctx, cancel := w.opCtx()
+func (w *s3Writer[T]) commit(parent context.Context, c s3Committable) error {
+	ctx, cancel := w.opCtx(parent)
 	defer cancel()
 	what, stage := w.s.describe(c.name), stageName(c.name)
 	switch mine, err := w.committedBefore(ctx, c); {
@@ -834,8 +925,8 @@ func (w *s3Writer[T]) dropStage(stage string) error {
 // commitUpload completes the multipart upload of a version 2 committable
 // (If-None-Match: *, so that output of another attempt is never
 // overwritten).
-func (w *s3Writer[T]) commitUpload(c s3Committable) error {
-	ctx, cancel := opContext()
+func (w *s3Writer[T]) commitUpload(parent context.Context, c s3Committable) error {
+	ctx, cancel := w.opCtx(parent)
 	defer cancel()
 	what := w.s.describe(c.name)
 	key := w.s.key(c.name)
@@ -869,10 +960,23 @@ func (w *s3Writer[T]) commitUpload(c s3Committable) error {
 	return nil // committed before
 }
 
-// Close aborts the current transaction's upload. Pre-committed stages stay
-// for Commit.
+// Close lets publishing in progress finish for up to s3CloseGrace, then
+// abandons the rest (the next restore commits it), and aborts the current
+// transaction's upload. Pre-committed stages stay for Commit.
 func (w *s3Writer[T]) Close() error {
 	defer w.s.close()
+	if bg := w.bg; bg != nil {
+		w.bg = nil
+		close(bg.batches)
+		select {
+		case <-bg.done:
+		case <-time.After(s3CloseGrace):
+			w.logf("filesink: %s: publishing of committed checkpoints abandoned after %v; the next restore publishes it", w.s.url(), s3CloseGrace)
+			bg.cancel()
+			<-bg.done
+		}
+		bg.cancel()
+	}
 	w.buf = nil
 	if w.uploadID == "" {
 		return nil

@@ -22,7 +22,7 @@ func formatStr(dst []byte, v string) []byte { return append(dst, v...) }
 
 // s3Env starts MinIO, points the EBBFLOW_S3_* variables at it and returns
 // the server and a client to inspect the bucket with.
-func s3Env(t *testing.T) (*testenv.MinIO, *minio.Client) {
+func s3Env(t testing.TB) (*testenv.MinIO, *minio.Client) {
 	t.Helper()
 	m := testenv.StartMinIO(t)
 	t.Setenv(envS3Endpoint, m.Endpoint)
@@ -71,6 +71,15 @@ func preCommitS(t *testing.T, w ebbflow.SinkWriter[string], chk int64) [][]byte 
 		t.Fatal(err)
 	}
 	return c
+}
+
+// commitWait commits and waits for the background publishing, as the
+// runtime does at the end of input.
+func commitWait[T any](w ebbflow.SinkWriter[T], c [][]byte) error {
+	if err := w.Commit(c); err != nil {
+		return err
+	}
+	return w.(ebbflow.SinkCommitWaiter).WaitCommitted()
 }
 
 // keys lists every object in the bucket.
@@ -132,7 +141,7 @@ func TestS3TwoPhaseVisibility(t *testing.T) {
 	if got := readS3(t, dir); len(got) != 0 {
 		t.Fatalf("committed before commit: %q", got)
 	}
-	if err := w1.Commit(chk); err != nil { // any writer may commit
+	if err := commitWait(w1, chk); err != nil { // any writer may commit
 		t.Fatal(err)
 	}
 	want := []string{"a", "b", "c"}
@@ -150,7 +159,7 @@ func TestS3TwoPhaseVisibility(t *testing.T) {
 		t.Fatalf("final object's type %q and metadata %q", info.ContentType, info.UserMetadata)
 	}
 	// Idempotent, also on restore.
-	if err := w0.Commit(chk); err != nil {
+	if err := commitWait(w0, chk); err != nil {
 		t.Fatal(err)
 	}
 	newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 2, Attempt: 2, Restored: true, Committables: chk})
@@ -200,7 +209,7 @@ func TestS3LargeTransaction(t *testing.T) {
 	if k := keys(t, c, "big"); !slices.Equal(k, []string{"_staging/part-000001-0000-000000"}) {
 		t.Fatalf("after pre-commit, want only the stage: %q", k)
 	}
-	if err := w.Commit(chk); err != nil {
+	if err := commitWait(w, chk); err != nil {
 		t.Fatal(err)
 	}
 	if k := keys(t, c, "big"); !slices.Equal(k, []string{"part-000001-0000-000000"}) {
@@ -237,7 +246,7 @@ func TestS3CrashRecovery(t *testing.T) {
 	writeS(t, a0, "1", "2")
 	writeS(t, a1, "10", "20")
 	chk1 := append(preCommitS(t, a0, 1), preCommitS(t, a1, 1)...)
-	if err := a0.Commit(chk1[:1]); err != nil { // a1 crashes before its commit
+	if err := commitWait(a0, chk1[:1]); err != nil { // a1 crashes before its commit
 		t.Fatal(err)
 	}
 	writeS(t, a0, "3")
@@ -289,14 +298,15 @@ func TestS3CrashRecovery(t *testing.T) {
 	}
 	// The pre-commit of checkpoint 3 was aborted: committing it now is an
 	// error naming the object, never a silent loss.
-	err = b0.Commit(chk3)
+	bx := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 1, Parallelism: 2, Attempt: 2, Restored: true})
+	err = commitWait(bx, chk3)
 	if err == nil || !strings.Contains(err.Error(), "s3://out/job/part-000001-0001-000002") || !strings.Contains(err.Error(), "output lost") {
 		t.Fatalf("commit of an aborted upload: %v", err)
 	}
 	// The new attempt carries on.
 	writeS(t, b0, "5")
 	cs := append(preCommitS(t, b0, 3), preCommitS(t, b1, 3)...)
-	if err := b0.Commit(cs); err != nil {
+	if err := commitWait(b0, cs); err != nil {
 		t.Fatal(err)
 	}
 	got := readS3(t, dir)
@@ -315,7 +325,7 @@ func TestS3FreshStart(t *testing.T) {
 	dir := "s3://out/fresh"
 	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
 	writeS(t, w, "old")
-	if err := w.Commit(preCommitS(t, w, 1)); err != nil {
+	if err := commitWait(w, preCommitS(t, w, 1)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Parallelism: 1})
@@ -345,7 +355,7 @@ func TestS3Conflict(t *testing.T) {
 	if err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "s3://out/conflict/_staging/part-000001-0000-000000") {
 		t.Fatalf("conflicting pre-commit: %v", err)
 	}
-	if err := w.Commit(cw); err != nil {
+	if err := commitWait(w, cw); err != nil {
 		t.Fatal(err)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"mine"}) {
@@ -360,7 +370,7 @@ func TestS3Conflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	cm.name = "part-000001-0000-000000"
-	if err := u.Commit([][]byte{cm.encode()}); err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "another transaction") {
+	if err := commitWait(u, [][]byte{cm.encode()}); err == nil || !graph.IsUnrecoverable(err) || !strings.Contains(err.Error(), "another transaction") {
 		t.Fatalf("commit over another transaction's object: %v", err)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"mine"}) {
@@ -371,12 +381,12 @@ func TestS3Conflict(t *testing.T) {
 func TestS3MissingStage(t *testing.T) {
 	s3Env(t)
 	dir := "s3://out/missing"
-	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
 	for _, lost := range []s3Committable{
 		{version: 3, name: "part-000001-0000-000007", txn: "t", etag: "e", size: 1},
 		{version: 2, name: "part-000001-0000-000007", uploadID: "no-such-upload", parts: []minio.CompletePart{{PartNumber: 1, ETag: "x"}}},
 	} {
-		err := w.Commit([][]byte{lost.encode()})
+		w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+		err := commitWait(w, [][]byte{lost.encode()})
 		if err == nil || !strings.Contains(err.Error(), "s3://out/missing/part-000001-0000-000007") || !strings.Contains(err.Error(), "output lost") {
 			t.Fatalf("commit of a lost v%d transaction: %v", lost.version, err)
 		}
@@ -416,7 +426,7 @@ func TestS3InterruptedCommit(t *testing.T) {
 	if _, err := c.PutObject(ctx, "out", "interrupted/_staging/part-000002-0000-000000", strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w2.Commit(chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
+	if err := commitWait(w2, chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
 		t.Fatalf("commit of a replaced stage: %v", err)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"a", "b"}) {
@@ -435,7 +445,7 @@ func TestS3FreshRunOverSameAttemptLeftovers(t *testing.T) {
 	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
 	writeS(t, w, "new")
 	chk := preCommitS(t, w, 1)
-	if err := w.Commit(chk); err != nil {
+	if err := commitWait(w, chk); err != nil {
 		t.Fatal(err)
 	}
 	if got := readS3(t, dir); !slices.Equal(got, []string{"new"}) {
@@ -557,7 +567,7 @@ func TestS3ReadCommitted(t *testing.T) {
 		}
 	}
 	w := newS3Writer(t, dir, ebbflow.SinkContext{Subtask: 0, Parallelism: 3, Attempt: 1, Restored: true})
-	if err := w.Commit(chk); err != nil {
+	if err := commitWait(w, chk); err != nil {
 		t.Fatal(err)
 	}
 	// Objects that are not direct part objects of the prefix are ignored.
@@ -586,14 +596,23 @@ func TestS3CommitAfterOutage(t *testing.T) {
 	writeS(t, w, "x")
 	c := preCommitS(t, w, 1)
 	m.Stop()
-	err := w.Commit(c)
+	err := commitWait(w, c)
 	if err == nil || !strings.Contains(err.Error(), "s3://out/outage/part-000001-0000-000000") || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("commit during an outage: %v", err)
 	}
+	// The failure sticks: the task fails and restores.
+	if _, perr := w.PreCommit(2); perr == nil || !strings.Contains(perr.Error(), "unreachable") {
+		t.Fatalf("pre-commit after a failed commit: %v", perr)
+	}
 	m.Start(t)
-	// MinIO's ready endpoint may answer before it serves requests.
+	// The restored writer commits. (MinIO's ready endpoint may answer
+	// before it serves requests.)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if err = w.Commit(c); err == nil || time.Now().After(deadline) {
+		var r ebbflow.SinkWriter[string]
+		if r, err = Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: c}); err == nil {
+			r.Close()
+		}
+		if err == nil || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -621,7 +640,7 @@ func TestS3InterruptedAnywhere(t *testing.T) {
 		sw := w.(*s3Writer[string])
 		writeS(t, w, lines...)
 		// The stage's completion, cut short.
-		sw.opCtx = func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), d) }
+		sw.opCtx = func(p context.Context) (context.Context, context.CancelFunc) { return context.WithTimeout(p, d) }
 		chk, err := w.PreCommit(1)
 		if err != nil {
 			// The checkpoint failed: the job restores an earlier one,
@@ -639,8 +658,8 @@ func TestS3InterruptedAnywhere(t *testing.T) {
 			continue
 		}
 		// The commit, cut short.
-		cerr := w.Commit(chk)
-		sw.opCtx = opContext
+		cerr := commitWait(w, chk)
+		sw.opCtx = opContextOf
 		newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
 		got := readS3(t, dir)
 		if !slices.Equal(got, lines) {
