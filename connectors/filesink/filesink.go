@@ -66,7 +66,11 @@
 //   - Commit copies the stage to prefix/part-<attempt>-<subtask>-<seq> on the
 //     server (CopyObject, or ComposeObject above 5 GiB), only if the stage
 //     still has the pre-committed ETag, and then deletes the stage. The
-//     final object appears whole or not at all.
+//     final object appears whole or not at all. The copies run on a
+//     goroutine of the writer, in order, so they do not hold up the task; a
+//     failure fails the writer's next call (and so the task, whose restore
+//     commits again), and WaitCommitted (ebbflow.SinkCommitWaiter) waits
+//     for them at the end of input.
 //
 // Commit is idempotent and can be interrupted anywhere: a final object with
 // the transaction's mark was committed before (its stage is deleted if it
