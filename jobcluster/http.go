@@ -14,9 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/ebbflow/ebbflow/internal/cluster"
 )
 
 // Handler serves the JobManager's REST API (docs/rest-api.md), /metrics,
@@ -72,10 +69,11 @@ func (jm *JobManager) Handler() http.Handler {
 }
 
 // leaderMux serves the REST API (/v1/…) of the leader: on a standby, such a
-// request is forwarded to the leader's REST address (from etcd), so a
-// Service or load balancer in front of both JobManagers gives the leader's
-// answers. `?local=1` asks this JobManager itself. /metrics, /livez and
-// /readyz are always this process's own.
+// request is forwarded to the leader's REST address (from the standby's
+// watched view of etcd, leaderCache), so a Service or load balancer in
+// front of both JobManagers gives the leader's answers. `?local=1` asks
+// this JobManager itself. /metrics, /livez and /readyz are always this
+// process's own.
 type leaderMux struct {
 	jm *JobManager
 	*http.ServeMux
@@ -126,34 +124,6 @@ func (jm *JobManager) standingBy() bool {
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	return jm.status.Phase == "standby"
-}
-
-// leaderInfo finds the leader (the oldest election key) and its REST address.
-func (jm *JobManager) leaderInfo(ctx context.Context) (cluster.JobManagerInfo, error) {
-	var info cluster.JobManagerInfo
-	resp, err := jm.cfg.Etcd.Get(ctx, cluster.LeaderPrefix(jm.cfg.Cluster)+"/", clientv3.WithFirstCreate()...)
-	if err != nil {
-		return info, fmt.Errorf("etcd: %w", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return info, errors.New("no JobManager leads right now")
-	}
-	id := string(resp.Kvs[0].Value)
-	if id == jm.cfg.ID {
-		return info, errors.New("this JobManager is becoming the leader")
-	}
-	key := cluster.JobManagerKey(jm.cfg.Cluster, id)
-	r, err := jm.cfg.Etcd.Get(ctx, key)
-	if err != nil {
-		return info, fmt.Errorf("etcd: %w", err)
-	}
-	if len(r.Kvs) == 0 {
-		return info, fmt.Errorf("the leader %s has not published a REST address (%s)", id, key)
-	}
-	if err := json.Unmarshal(r.Kvs[0].Value, &info); err != nil || info.HTTP == "" {
-		return info, fmt.Errorf("bad value under %s", key)
-	}
-	return info, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -48,6 +48,11 @@ type JobManager struct {
 	events chan any
 	wg     sync.WaitGroup
 
+	// history stores the rescale history in etcd for the leader's loop;
+	// leaders tells a standby who leads and at which REST address.
+	history *historyWriter
+	leaders *leaderCache
+
 	// state owned by the event loop
 	tms          map[string]cluster.TaskManagerInfo
 	conns        map[string]*tmConn
@@ -122,6 +127,10 @@ func New(cfg Config) (*JobManager, error) {
 		events: make(chan any, 256), tms: map[string]cluster.TaskManagerInfo{}, conns: map[string]*tmConn{}, dialing: map[string]bool{},
 		unreachable: map[string]bool{}, released: map[string]bool{}, attemptStats: map[int64]map[string]control.Stats{}, savepoints: map[int64]*SavepointStatus{}}
 	jm.metrics = newMetrics(jm)
+	jm.history = newHistoryWriter(jm.log, func(ctx context.Context, val string) error {
+		return jm.guardedPut(ctx, cluster.RescalesKey(jm.cfg.Cluster), val)
+	})
+	jm.leaders = newLeaderCache(cfg.Cluster)
 	m, err := jm.newMachine()
 	if err != nil {
 		return nil, fmt.Errorf("jobmanager: %w", err)
@@ -136,7 +145,11 @@ func New(cfg Config) (*JobManager, error) {
 func (jm *JobManager) SetHTTPAdvertise(addr string) { jm.httpAdvertise = addr }
 
 // Epoch is the leader epoch (0 before leadership).
-func (jm *JobManager) Epoch() int64 { return jm.epoch }
+func (jm *JobManager) Epoch() int64 {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	return jm.epoch
+}
 
 // Run campaigns for leadership, then runs the job until it finishes (nil),
 // fails, ctx ends, or leadership is lost.
@@ -167,16 +180,31 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 			_ = jm.election.Resign(rctx)
 		}
 		s.Close()
+		// Close revokes the lease with the session's context, which is
+		// done when Run was stopped from outside; revoke it here too so
+		// that jobmanagers/<id> goes now rather than after its TTL.
+		_, _ = jm.cfg.Etcd.Revoke(rctx, s.Lease())
 	}()
 	jm.election = concurrency.NewElection(s, cluster.LeaderPrefix(jm.cfg.Cluster))
 	jm.log.Info("campaigning for leadership", zap.String("election", cluster.LeaderPrefix(jm.cfg.Cluster)))
-	if err := jm.election.Campaign(ctx, jm.cfg.ID); err != nil {
+	// While it stands by, a JobManager follows who leads, for the REST
+	// requests it forwards.
+	fctx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); jm.followLeader(fctx) }()
+	err = jm.election.Campaign(ctx, jm.cfg.ID)
+	stopFollowing()
+	<-followed
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("jobmanager: campaign: %w", err)
 	}
+	// Under mu: Status and Epoch read the epoch from other goroutines.
+	jm.mu.Lock()
 	jm.epoch = jm.election.Rev()
+	jm.mu.Unlock()
 	jm.leaderKy = jm.election.Key()
 	jm.log.Info("became leader", zap.Int64("epoch", jm.epoch), zap.String("key", jm.leaderKy))
 	jm.setPhase("starting")
@@ -188,7 +216,26 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 	}
 	jm.wg.Add(1)
 	go jm.watchTaskManagers(ctx)
-	return jm.loop(ctx)
+	hctx, stopHistory := context.WithCancel(ctx)
+	historyDone := make(chan struct{})
+	go func() {
+		defer close(historyDone)
+		jm.history.run(hctx, func(err error) { jm.post(hctx, evFatal{err: err}) })
+	}()
+	err = jm.loop(ctx)
+	stopHistory()
+	<-historyDone
+	if !errors.Is(err, ErrLostLeadership) {
+		// The last records may still be pending (a bounded job records its
+		// last rescale and finishes at once): store them while this
+		// JobManager still leads, within a bound.
+		if ferr := jm.history.flush(); errors.Is(ferr, ErrLostLeadership) {
+			jm.log.Error("the rescale history was not stored: this JobManager no longer leads", zap.Error(ferr))
+		} else if ferr != nil {
+			jm.log.Warn("could not store the rescale history in etcd at shutdown", zap.Error(ferr))
+		}
+	}
+	return err
 }
 
 // guard is the condition of every write by the leader.
@@ -387,7 +434,10 @@ func (jm *JobManager) watchTaskManagers(ctx context.Context) {
 			}
 		}
 		jm.post(ctx, evTMs{tms: copySet(set)})
-		wc := jm.cfg.Etcd.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		// Each watch has its own context, so that breaking out of it to
+		// list again also ends it.
+		wctx, stopWatch := context.WithCancel(ctx)
+		wc := jm.cfg.Etcd.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
 		for wr := range wc {
 			if wr.CompactRevision != 0 {
 				jm.log.Info("taskmanager watch compacted; listing again", zap.Int64("compactRevision", wr.CompactRevision))
@@ -409,6 +459,7 @@ func (jm *JobManager) watchTaskManagers(ctx context.Context) {
 			}
 			jm.post(ctx, evTMs{tms: copySet(set)})
 		}
+		stopWatch()
 	}
 }
 

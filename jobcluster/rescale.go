@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ebbflow/ebbflow/internal/cluster"
 	"github.com/ebbflow/ebbflow/internal/control"
 	"github.com/ebbflow/ebbflow/network"
 	"github.com/ebbflow/ebbflow/reactive"
@@ -262,13 +261,9 @@ func (jm *JobManager) recordRescale(rec RescaleRecord) {
 	if err != nil {
 		return
 	}
-	// Kept in etcd so that the next leader continues it. A failed write
-	// loses history, not data: say so and carry on.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := jm.guardedPut(ctx, cluster.RescalesKey(jm.cfg.Cluster), string(val)); err != nil {
-		jm.log.Warn("could not store the rescale history in etcd", zap.Error(err))
-	}
+	// Kept in etcd so that the next leader continues it, by the history
+	// writer: the loop does not wait for etcd.
+	jm.history.offer(val)
 }
 
 // TriggerFailover marks the first deployment of a leader that took over a
