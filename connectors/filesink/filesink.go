@@ -86,7 +86,9 @@
 // and subtask (a run started afresh may repeat attempt numbers). Subtask 0,
 // after committing the restored committables, deletes the stages of older
 // attempts (pre-commits of checkpoints that never completed) and aborts
-// their incomplete uploads. Some stores (MinIO) list incomplete uploads only
+// their incomplete uploads, in the background and best-effort: failures
+// (say, an IAM policy without s3:ListBucketMultipartUploads) are logged
+// and do not stop the job. Some stores (MinIO) list incomplete uploads only
 // by exact key; there, the upload that follows each writer's last
 // committable or stage is found, and others are left to the store's expiry
 // of stale uploads (MinIO: 24 hours; AWS: a lifecycle rule

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -194,8 +195,8 @@ type upload struct{ name, id string }
 // uploads lists the incomplete uploads of keys starting with prefix (a name
 // relative to the output prefix). Some stores (MinIO) list only the
 // uploads of the exact key given.
-func (s *s3Store) uploads(prefix string) ([]upload, error) {
-	ctx, cancel := opContext()
+func (s *s3Store) uploads(parent context.Context, prefix string) ([]upload, error) {
+	ctx, cancel := opContextOf(parent)
 	defer cancel()
 	var out []upload
 	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.key(prefix), true) {
@@ -209,8 +210,8 @@ func (s *s3Store) uploads(prefix string) ([]upload, error) {
 	return out, nil
 }
 
-func (s *s3Store) abort(name, id string) error {
-	ctx, cancel := opContext()
+func (s *s3Store) abort(parent context.Context, name, id string) error {
+	ctx, cancel := opContextOf(parent)
 	defer cancel()
 	if err := s.core.AbortMultipartUpload(ctx, s.bucket, s.key(name), id); err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
 		return s.wrap("abort upload of", s.describe(name), err)
@@ -285,8 +286,8 @@ func stageName(name string) string { return stagingDir + name }
 const txnMetaKey = "Ebbflow-Txn"
 
 // maxCopySize is the largest object a single CopyObject copies; larger
-// stages are copied part by part (ComposeObject).
-const maxCopySize = 5 << 30
+// stages are copied part by part (ComposeObject). A variable for tests.
+var maxCopySize int64 = 5 << 30
 
 // s3Committable is a pre-committed transaction.
 //
@@ -458,8 +459,8 @@ func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 }
 
 // stages lists the staged objects, by name relative to the output prefix.
-func (s *s3Store) stages() ([]string, error) {
-	ctx, cancel := opContext()
+func (s *s3Store) stages(parent context.Context) ([]string, error) {
+	ctx, cancel := opContextOf(parent)
 	defer cancel()
 	var names []string
 	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(stagingDir + finalPrefix), Recursive: true}) {
@@ -496,8 +497,8 @@ func (s *s3Store) nextSeq(attempt int64, subtask int) (int64, error) {
 	return seq, nil
 }
 
-func (s *s3Store) remove(name string) error {
-	ctx, cancel := opContext()
+func (s *s3Store) remove(parent context.Context, name string) error {
+	ctx, cancel := opContextOf(parent)
 	defer cancel()
 	if err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{}); err != nil && minio.ToErrorResponse(err).Code != "NoSuchKey" {
 		return s.wrap("delete", s.describe(name), err)
@@ -505,11 +506,9 @@ func (s *s3Store) remove(name string) error {
 	return nil
 }
 
-// start is subtask 0's tidying up when it starts: it commits the restored
+// start is subtask 0's work when it starts: it commits the restored
 // committables (or, on a fresh start, refuses a prefix that holds committed
-// output), then deletes the staged objects and aborts the multipart uploads
-// of older attempts. The current attempt's other writers may be running
-// already; nothing of the current attempt is touched.
+// output), then tidies up older attempts' leftovers in the background.
 func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 	if ctx.Restored {
 		if err := w.commitNow(context.Background(), ctx.Committables); err != nil {
@@ -521,6 +520,25 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 		return ebbflow.Unrecoverable(fmt.Errorf("filesink: output %s already holds committed output of another run (%s); use an empty prefix",
 			w.s.url(), w.s.describe(final[0])))
 	}
+	tctx, cancel := context.WithCancel(context.Background())
+	w.tidyCancel, w.tidying = cancel, make(chan struct{})
+	go func() {
+		defer close(w.tidying)
+		if err := w.tidy(tctx, ctx); err != nil && tctx.Err() == nil {
+			w.logf("filesink: tidying up older attempts' leftovers in %s: %v (leftovers are never visible; the next start tries again)", w.s.url(), err)
+		}
+	}()
+	return nil
+}
+
+// tidy deletes the staged objects and aborts the multipart uploads of
+// attempts older than ctx.Attempt: pre-commits of checkpoints that never
+// completed, and transactions in progress when a writer died. It is
+// housekeeping, never needed for correctness, so it runs beside the new
+// attempt (which it never touches) and its failures are only logged: a
+// store that refuses listing uploads (an IAM policy without
+// s3:ListBucketMultipartUploads) does not stop the job.
+func (w *s3Writer[T]) tidy(tctx context.Context, ctx ebbflow.SinkContext) error {
 	// Where each writer (attempt, subtask) got to, from the committables
 	// and the stages: its upload in progress, if any, has the next seq.
 	// Stores that list uploads only by exact key (MinIO) are asked for
@@ -545,7 +563,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 			saw(cm.name)
 		}
 	}
-	stages, err := w.s.stages()
+	stages, err := w.s.stages(tctx)
 	if err != nil {
 		return err
 	}
@@ -556,7 +574,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 		if !ok || a >= ctx.Attempt {
 			continue
 		}
-		if err := w.s.remove(st); err != nil {
+		if err := w.s.remove(tctx, st); err != nil {
 			return err
 		}
 		w.logf("filesink: deleted leftover staged object %s of attempt %d", w.s.describe(st), a)
@@ -568,7 +586,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 			}
 		}
 	}
-	found, err := w.s.uploads(stagingDir + finalPrefix)
+	found, err := w.s.uploads(tctx, stagingDir+finalPrefix)
 	if err != nil {
 		return err
 	}
@@ -577,7 +595,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 			continue
 		}
 		for ; ; seq++ {
-			us, err := w.s.uploads(stageName(partFileName(id.attempt, id.subtask, seq)))
+			us, err := w.s.uploads(tctx, stageName(partFileName(id.attempt, id.subtask, seq)))
 			if err != nil {
 				return err
 			}
@@ -594,7 +612,7 @@ func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 			continue
 		}
 		done[u.id] = true
-		if err := w.s.abort(u.name, u.id); err != nil {
+		if err := w.s.abort(tctx, u.name, u.id); err != nil {
 			return err
 		}
 		w.logf("filesink: aborted leftover upload of %s of attempt %d", w.s.describe(u.name), a)
@@ -614,6 +632,9 @@ type s3Writer[T any] struct {
 	// commit; tests shorten it to interrupt them at any point.
 	opCtx func(parent context.Context) (context.Context, context.CancelFunc)
 	bg    *s3Committer // started by the first Commit
+	// tidying is closed when subtask 0's tidying up is over.
+	tidying    chan struct{}
+	tidyCancel context.CancelFunc
 
 	buf      []byte // records not uploaded yet
 	uploadID string // the current transaction's multipart upload, if started
@@ -829,8 +850,12 @@ func (w *s3Writer[T]) commitErr() error {
 }
 
 // WaitCommitted implements ebbflow.SinkCommitWaiter: it returns once every
-// committable handed to Commit is published, or the first failure.
+// committable handed to Commit is published, or the first failure (and,
+// in subtask 0, once the tidying up is over).
 func (w *s3Writer[T]) WaitCommitted() error {
+	if w.tidying != nil {
+		<-w.tidying
+	}
 	if w.bg == nil {
 		return nil
 	}
@@ -878,7 +903,7 @@ func (w *s3Writer[T]) commit(parent context.Context, c s3Committable) error {
 	if c.size <= maxCopySize {
 		_, err = w.s.client.CopyObject(ctx, dst, src)
 	} else {
-		_, err = w.s.client.ComposeObject(ctx, dst, src)
+		err = w.compose(ctx, dst, src)
 	}
 	if err != nil {
 		switch minio.ToErrorResponse(err).Code {
@@ -893,6 +918,22 @@ func (w *s3Writer[T]) commit(parent context.Context, c s3Committable) error {
 		return w.s.wrap("copy "+w.s.describe(stage)+" to", what, err)
 	}
 	return w.dropStage(stage)
+}
+
+// compose copies a stage larger than one CopyObject takes, part by part.
+// ComposeObject does not pin the source to an ETag, so the stage is checked
+// first (a stage replaced in between is not ours either way: its mark
+// differs, and the next commit finds that).
+func (w *s3Writer[T]) compose(ctx context.Context, dst minio.CopyDestOptions, src minio.CopySrcOptions) error {
+	info, err := w.s.client.StatObject(ctx, src.Bucket, src.Object, minio.StatObjectOptions{})
+	if err != nil {
+		return err
+	}
+	if info.ETag != src.MatchETag {
+		return minio.ErrorResponse{Code: "PreconditionFailed", Message: "the staged object changed", StatusCode: http.StatusPreconditionFailed}
+	}
+	_, err = w.s.client.ComposeObject(ctx, dst, src)
+	return err
 }
 
 // committedBefore reports whether c's final object exists and is c's. A
@@ -916,7 +957,7 @@ func (w *s3Writer[T]) committedBefore(ctx context.Context, c s3Committable) (boo
 // (the next start of subtask 0 deletes leftover stages), so it is logged,
 // not returned.
 func (w *s3Writer[T]) dropStage(stage string) error {
-	if err := w.s.remove(stage); err != nil {
+	if err := w.s.remove(context.Background(), stage); err != nil {
 		w.logf("%v (left for the next start)", err)
 	}
 	return nil
@@ -965,6 +1006,10 @@ func (w *s3Writer[T]) commitUpload(parent context.Context, c s3Committable) erro
 // transaction's upload. Pre-committed stages stay for Commit.
 func (w *s3Writer[T]) Close() error {
 	defer w.s.close()
+	if w.tidying != nil {
+		w.tidyCancel()
+		<-w.tidying
+	}
 	if bg := w.bg; bg != nil {
 		w.bg = nil
 		close(bg.batches)
@@ -983,5 +1028,5 @@ func (w *s3Writer[T]) Close() error {
 	}
 	id := w.uploadID
 	w.uploadID, w.parts, w.size = "", nil, 0
-	return w.s.abort(stageName(w.name()), id)
+	return w.s.abort(context.Background(), stageName(w.name()), id)
 }

@@ -52,6 +52,12 @@ func newS3Writer(t *testing.T, dir string, ctx ebbflow.SinkContext) ebbflow.Sink
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
+	if ctx.Subtask == 0 {
+		// Let subtask 0's tidying up of older attempts finish.
+		if err := w.(ebbflow.SinkCommitWaiter).WaitCommitted(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return w
 }
 
@@ -666,5 +672,44 @@ func TestS3InterruptedAnywhere(t *testing.T) {
 			t.Fatalf("%v: commit (%v), then restore: %d lines, want %d", d, cerr, len(got), len(lines))
 		}
 		t.Logf("%v: commit: %v", d, cerr)
+	}
+}
+
+// TestS3ComposedCommit commits stages too large for one CopyObject the way
+// a stage above 5 GiB is: copied part by part (here with the limit
+// lowered), pinned to the pre-committed stage.
+func TestS3ComposedCommit(t *testing.T) {
+	_, c := s3Env(t)
+	defer func(n int64) { maxCopySize = n }(maxCopySize)
+	maxCopySize = 1 << 20
+	dir := "s3://out/composed"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	lines := append(big(12, 'c'), "end")
+	writeS(t, w, lines...)
+	chk := preCommitS(t, w, 1)
+	if err := commitWait(w, chk); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, lines) {
+		t.Fatalf("committed %d lines, want %d", len(got), len(lines))
+	}
+	info, err := c.StatObject(context.Background(), "out", "composed/part-000001-0000-000000", minio.StatObjectOptions{})
+	if err != nil || info.UserMetadata[txnMetaKey] == "" {
+		t.Fatalf("final object: %v, metadata %q", err, info.UserMetadata)
+	}
+	// Committed again (a restore): nothing changes.
+	newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
+	if k := keys(t, c, "out"); !slices.Equal(k, []string{"composed/part-000001-0000-000000"}) {
+		t.Fatalf("keys: %q", k)
+	}
+	// A replaced stage is not composed.
+	w2 := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
+	writeS(t, w2, big(6, 'd')...)
+	chk2 := preCommitS(t, w2, 2)
+	if _, err := c.PutObject(context.Background(), "out", "composed/_staging/part-000002-0000-000000", strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commitWait(w2, chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
+		t.Fatalf("commit of a replaced stage: %v", err)
 	}
 }
