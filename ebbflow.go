@@ -31,6 +31,13 @@ import (
 // output: the job fails at once with it instead of restarting.
 func Unrecoverable(err error) error { return graph.Unrecoverable(err) }
 
+// DeclineCheckpoint marks an error of a snapshot (a sink's PreCommit) that
+// leaves the operator intact: the store is unreachable for now, and the
+// transaction stays open to be pre-committed at the next checkpoint. The
+// checkpoint is declined (counted against checkpoint.tolerable-failures)
+// and the task goes on, instead of failing into a restore.
+func DeclineCheckpoint(err error) error { return graph.DeclineCheckpoint(err) }
+
 // Collector receives records from an operator.
 type Collector[T any] interface {
 	Collect(v T)

@@ -400,6 +400,11 @@ func (c *S3Conn) checkBucket(ctx context.Context, create bool, region string) er
 // openRetryFor bounds DialS3's retries of transient failures.
 const openRetryFor = 5 * time.Second
 
+// S3Transient reports whether an error of an S3 request (or one that wraps
+// it) may go away by itself: no answer from the server, or a 5xx / "not
+// ready yet" / "slow down" answer.
+func S3Transient(err error) bool { return transient(err) }
+
 // transient reports whether an error may go away by itself: no answer from
 // the server, or a 5xx / "not ready yet" answer.
 func transient(err error) bool {

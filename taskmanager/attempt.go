@@ -285,6 +285,14 @@ func (l *listener) Snapshot(id int64, flags byte, snaps map[string]graph.Snapsho
 	}()
 }
 
+// Decline declines checkpoint id for a task whose operator could not
+// snapshot but goes on (a sink whose store is unreachable for now).
+func (l *listener) Decline(id int64, err error) {
+	l.a.tm.metrics.snapshots.WithLabelValues("declined").Inc()
+	l.a.tm.log.Warn("an operator declined the checkpoint; the task goes on", zap.Int64("checkpoint", id), zap.String("task", l.rt.id.String()), zap.Error(err))
+	l.a.send(&control.Message{Kind: control.KindDecline, ID: id, Task: &l.rt.id, Error: err.Error()})
+}
+
 // fatal tells failures that a restart cannot fix: a corrupt or missing
 // snapshot to restore, or an error a connector marked unrecoverable.
 func fatal(err error) bool {

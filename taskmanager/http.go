@@ -45,7 +45,7 @@ func newTMMetrics(tm *TaskManager) *tmMetrics {
 	m := &tmMetrics{reg: prometheus.NewRegistry(),
 		refusals:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ebbflow_taskmanager_stale_epoch_refusals_total", Help: "Connections or commands refused because they carried an older leader epoch."}),
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_registered", Help: "1 while the TaskManager holds its etcd registration."}),
-		snapshots:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ebbflow_taskmanager_snapshots_total", Help: "Task snapshots persisted, by outcome."}, []string{"status"}),
+		snapshots:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ebbflow_taskmanager_snapshots_total", Help: "Task snapshots by outcome: stored, failed (storing them), declined (an operator could not snapshot, e.g. a sink whose store is down)."}, []string{"status"}),
 		snapBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ebbflow_taskmanager_snapshot_bytes_total", Help: "Bytes of task snapshots written to checkpoint storage."}),
 	}
 	slots := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_slots", Help: "Slots this TaskManager offers."})
@@ -81,6 +81,7 @@ func newTMMetrics(tm *TaskManager) *tmMetrics {
 	}
 	m.snapshots.WithLabelValues("stored")
 	m.snapshots.WithLabelValues("failed")
+	m.snapshots.WithLabelValues("declined")
 	m.reg.MustRegister(m.refusals, m.registered, m.snapshots, m.snapBytes, slots, tasks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_source_records", Help: "Records emitted by this TaskManager's source tasks in the current attempt."}, records(true)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ebbflow_taskmanager_sink_records", Help: "Records received by this TaskManager's sink tasks in the current attempt."}, records(false)),

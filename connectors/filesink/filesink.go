@@ -82,6 +82,15 @@
 // the object nor a usable upload. Version 2 committables of earlier
 // releases are still committed that way after a restore.
 //
+// While the store is unreachable (no answer, a 5xx, "slow down"), a writer
+// does not fail its task: a part that cannot go up stays in memory and is
+// tried again once another 8 MiB have come (up to 256 MiB); a pre-commit
+// that cannot stage declines the checkpoint (ebbflow.DeclineCheckpoint),
+// the transaction stays open and goes with the next checkpoint; a commit
+// is tried again with backoff. Stage writes that succeeded although their
+// answer was lost are recognised by the transaction's mark. Other errors
+// fail the task as before.
+//
 // Writers start their seq past any final or staged object of their attempt
 // and subtask (a run started afresh may repeat attempt numbers). Subtask 0,
 // after committing the restored committables, deletes the stages of older

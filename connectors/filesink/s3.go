@@ -21,6 +21,7 @@ import (
 
 	"github.com/ebbflow/ebbflow"
 	"github.com/ebbflow/ebbflow/checkpoint"
+	"github.com/ebbflow/ebbflow/internal/graph"
 )
 
 const (
@@ -440,7 +441,7 @@ func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 	if err != nil {
 		return nil, err
 	}
-	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContextOf}
+	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContextOf, nextPart: s3PartSize}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -637,6 +638,7 @@ type s3Writer[T any] struct {
 	tidyCancel context.CancelFunc
 
 	buf      []byte // records not uploaded yet
+	nextPart int    // buffered size at which Write uploads a part
 	uploadID string // the current transaction's multipart upload, if started
 	parts    []minio.CompletePart
 	size     int64 // bytes in parts
@@ -649,9 +651,30 @@ func (w *s3Writer[T]) name() string { return partFileName(w.attempt, w.subtask, 
 // 8 MiB are buffered.
 func (w *s3Writer[T]) Write(v T) error {
 	w.buf = append(w.format(w.buf, v), '\n')
-	if len(w.buf) >= s3PartSize {
-		return w.uploadPart()
+	if len(w.buf) >= w.nextPart {
+		return w.flushPart()
 	}
+	return nil
+}
+
+// s3MaxBuffered is how much of a transaction a writer keeps in memory while
+// its parts cannot be uploaded (the store unreachable) before it fails.
+const s3MaxBuffered = 256 << 20
+
+// flushPart uploads the buffer as a part. If the store is unreachable for
+// now, the records stay buffered and the upload is tried again once another
+// part's worth has come, up to s3MaxBuffered.
+func (w *s3Writer[T]) flushPart() error {
+	err := w.uploadPart()
+	if err == nil {
+		w.nextPart = s3PartSize
+		return nil
+	}
+	if !checkpoint.S3Transient(err) || len(w.buf) >= s3MaxBuffered {
+		return err
+	}
+	w.nextPart = len(w.buf) + s3PartSize
+	w.logf("%v (keeping %d MiB of the transaction in memory; trying again after %d MiB more)", err, len(w.buf)>>20, s3PartSize>>20)
 	return nil
 }
 
@@ -701,11 +724,28 @@ func ifAbsent(o minio.PutObjectOptions) minio.PutObjectOptions {
 }
 
 // stageConflict explains a stage write refused by its condition.
-func (w *s3Writer[T]) stageConflict(stage string, err error) error {
-	if minio.ToErrorResponse(err).Code == "PreconditionFailed" {
-		return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot stage %s: it already exists (two attempts with the same number write to one output)", w.s.describe(stage)))
+// ownStage looks at the stage that made a conditional write of it fail.
+// mine: it carries this transaction's mark (a write of this transaction
+// that succeeded although its answer was lost, retried by minio-go or by
+// the next checkpoint after a declined one); etag is set if it also has
+// the expected size, i.e. is the write being made.
+func (w *s3Writer[T]) ownStage(stage string, size int64) (etag string, mine bool) {
+	ctx, cancel := opContext()
+	defer cancel()
+	info, err := w.s.client.StatObject(ctx, w.s.bucket, w.s.key(stage), minio.StatObjectOptions{})
+	if err != nil || info.UserMetadata[txnMetaKey] != w.txn() {
+		return "", false
 	}
-	return nil
+	if info.Size == size {
+		return info.ETag, true
+	}
+	return "", true
+}
+
+// stageExists is the error of a stage that another writer with the same
+// attempt and subtask wrote.
+func (w *s3Writer[T]) stageExists(stage string) error {
+	return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot stage %s: it already exists (two attempts with the same number write to one output)", w.s.describe(stage)))
 }
 
 // txn is the mark of the current transaction: a random nonce of the writer
@@ -731,8 +771,15 @@ func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
 	}
 	c, err := w.stage()
 	if err != nil {
-		return nil, fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
+		err = fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
+		if checkpoint.S3Transient(err) && !graph.IsUnrecoverable(err) {
+			// The transaction is intact (buffer, parts and upload): it is
+			// pre-committed with the next checkpoint instead.
+			return nil, ebbflow.DeclineCheckpoint(err)
+		}
+		return nil, err
 	}
+	w.nextPart = s3PartSize
 	w.seq++
 	return [][]byte{c.encode()}, nil
 }
@@ -744,11 +791,21 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 	if w.uploadID == "" {
 		ctx, cancel := opContext()
 		defer cancel()
-		info, err := w.s.core.PutObject(ctx, w.s.bucket, w.s.key(stage), bytes.NewReader(w.buf), int64(len(w.buf)), "", "", ifAbsent(w.putOptions()))
-		if err != nil {
-			if cerr := w.stageConflict(stage, err); cerr != nil {
-				return c, cerr
+		put := func(o minio.PutObjectOptions) (minio.UploadInfo, error) {
+			return w.s.core.PutObject(ctx, w.s.bucket, w.s.key(stage), bytes.NewReader(w.buf), int64(len(w.buf)), "", "", o)
+		}
+		info, err := put(ifAbsent(w.putOptions()))
+		if err != nil && minio.ToErrorResponse(err).Code == "PreconditionFailed" {
+			switch etag, mine := w.ownStage(stage, int64(len(w.buf))); {
+			case etag != "":
+				info, err = minio.UploadInfo{ETag: etag}, nil
+			case mine: // an earlier, shorter write of this transaction
+				info, err = put(w.putOptions())
+			default:
+				return c, w.stageExists(stage)
 			}
+		}
+		if err != nil {
 			return c, w.s.wrap("put", w.s.describe(stage), err)
 		}
 		c.etag, c.size = info.ETag, int64(len(w.buf))
@@ -762,11 +819,22 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 	}
 	ctx, cancel := w.opCtx(context.Background())
 	defer cancel()
-	info, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.uploadID, w.parts, ifAbsent(minio.PutObjectOptions{}))
-	if err != nil {
-		if cerr := w.stageConflict(stage, err); cerr != nil {
-			return c, cerr
+	complete := func(o minio.PutObjectOptions) (minio.UploadInfo, error) {
+		return w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.uploadID, w.parts, o)
+	}
+	info, err := complete(ifAbsent(minio.PutObjectOptions{}))
+	if code := minio.ToErrorResponse(err).Code; err != nil && (code == "PreconditionFailed" || code == "NoSuchUpload") {
+		switch etag, mine := w.ownStage(stage, w.size); {
+		case etag != "": // completed, the answer lost
+			info, err = minio.UploadInfo{ETag: etag}, nil
+		case code == "NoSuchUpload": // gone, and the stage is not it
+		case mine: // an earlier, shorter write of this transaction
+			info, err = complete(minio.PutObjectOptions{})
+		default:
+			return c, w.stageExists(stage)
 		}
+	}
+	if err != nil {
 		return c, w.s.wrap("complete upload of", w.s.describe(stage), err)
 	}
 	c.etag, c.size = info.ETag, w.size
@@ -777,27 +845,32 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 	return c, nil
 }
 
-// s3CommitQueue is how many batches of committables (one per completed
-// checkpoint) may wait behind the one being published before Commit waits.
-const s3CommitQueue = 2
-
 // s3CloseGrace is how long Close lets publishing in progress finish before
 // it abandons it to the next restore.
 const s3CloseGrace = 10 * time.Second
 
+// s3CommitBackoff bounds the wait between tries of a batch whose commit
+// failed for a reason that may pass (the store unreachable).
+const s3CommitBackoff = 5 * time.Second
+
 // s3Committer publishes batches of committables in the background, in
 // order, so that the server-side copies (about as long as uploading the
-// transaction again) do not hold up the task. The first failure is kept and
-// returned by the writer's next call, which fails the task; the restore
-// then commits the checkpoint's committables again.
+// transaction again) do not hold up the task. A batch that fails for a
+// reason that may pass is tried again, with backoff, until it succeeds or
+// the writer closes (a restore then commits it). Any other failure is kept
+// and returned by the writer's next call, which fails the task; the restore
+// commits the checkpoint's committables again.
 type s3Committer struct {
-	batches chan [][]byte
-	pending sync.WaitGroup // batches handed over and not yet done
 	ctx     context.Context
 	cancel  context.CancelFunc
 	done    chan struct{}
-	mu      sync.Mutex
-	err     error
+	wake    chan struct{}  // 1 slot
+	pending sync.WaitGroup // batches handed over and not yet done
+
+	mu     sync.Mutex
+	queue  [][][]byte // never bounded: Commit must not block the task
+	closed bool
+	err    error
 }
 
 // Commit starts publishing the committables' transactions in the background
@@ -814,25 +887,64 @@ func (w *s3Writer[T]) Commit(committables [][]byte) error {
 	}
 	if w.bg == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		bg := &s3Committer{batches: make(chan [][]byte, s3CommitQueue), ctx: ctx, cancel: cancel, done: make(chan struct{})}
-		w.bg = bg
-		go func() {
-			defer close(bg.done)
-			for cs := range bg.batches {
-				if bg.failed() == nil {
-					if err := w.commitNow(bg.ctx, cs); err != nil {
-						bg.mu.Lock()
-						bg.err = err
-						bg.mu.Unlock()
-					}
-				}
-				bg.pending.Done()
-			}
-		}()
+		w.bg = &s3Committer{ctx: ctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		go w.publish(w.bg)
 	}
-	w.bg.pending.Add(1)
-	w.bg.batches <- committables
+	bg := w.bg
+	bg.pending.Add(1)
+	bg.mu.Lock()
+	bg.queue = append(bg.queue, committables)
+	bg.mu.Unlock()
+	select {
+	case bg.wake <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// publish is the committer's goroutine.
+func (w *s3Writer[T]) publish(bg *s3Committer) {
+	defer close(bg.done)
+	for {
+		bg.mu.Lock()
+		if len(bg.queue) == 0 {
+			closed := bg.closed
+			bg.mu.Unlock()
+			if closed {
+				return
+			}
+			select {
+			case <-bg.wake:
+				continue
+			case <-bg.ctx.Done():
+				return
+			}
+		}
+		cs := bg.queue[0]
+		failed := bg.err != nil
+		bg.mu.Unlock()
+		for backoff := 250 * time.Millisecond; !failed; backoff = min(2*backoff, s3CommitBackoff) {
+			err := w.commitNow(bg.ctx, cs)
+			if err == nil || bg.ctx.Err() != nil {
+				break
+			}
+			if !checkpoint.S3Transient(err) {
+				bg.mu.Lock()
+				bg.err = err
+				bg.mu.Unlock()
+				break
+			}
+			w.logf("%v (trying again in %v)", err, backoff)
+			select {
+			case <-bg.ctx.Done():
+			case <-time.After(backoff):
+			}
+		}
+		bg.mu.Lock()
+		bg.queue = bg.queue[1:]
+		bg.mu.Unlock()
+		bg.pending.Done()
+	}
 }
 
 func (bg *s3Committer) failed() error {
@@ -1012,7 +1124,13 @@ func (w *s3Writer[T]) Close() error {
 	}
 	if bg := w.bg; bg != nil {
 		w.bg = nil
-		close(bg.batches)
+		bg.mu.Lock()
+		bg.closed = true
+		bg.mu.Unlock()
+		select {
+		case bg.wake <- struct{}{}:
+		default:
+		}
 		select {
 		case <-bg.done:
 		case <-time.After(s3CloseGrace):

@@ -2,11 +2,13 @@ package filesink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -593,39 +595,108 @@ func TestS3ReadCommitted(t *testing.T) {
 	}
 }
 
-// TestS3CommitAfterOutage: a commit that fails while the store is down
-// succeeds when tried again after it is back.
-func TestS3CommitAfterOutage(t *testing.T) {
+// syncLog collects a writer's log lines from any goroutine.
+type syncLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *syncLog) logf(f string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(f, args...))
+}
+
+func (l *syncLog) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.lines, func(line string) bool { return strings.Contains(line, s) })
+}
+
+// TestS3Outage: while the store is down, a commit is retried in the
+// background, a pre-commit declines its checkpoint and keeps the
+// transaction, and full parts stay in memory; once it is back, everything
+// goes through without the writer failing.
+func TestS3Outage(t *testing.T) {
 	m, _ := s3Env(t)
 	dir := "s3://out/outage"
-	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	log := &syncLog{}
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1, Subtask: 1, Logf: log.logf})
 	writeS(t, w, "x")
-	c := preCommitS(t, w, 1)
+	c1 := preCommitS(t, w, 1)
 	m.Stop()
-	err := commitWait(w, c)
-	if err == nil || !strings.Contains(err.Error(), "s3://out/outage/part-000001-0000-000000") || !strings.Contains(err.Error(), "unreachable") {
+	if err := w.Commit(c1); err != nil {
 		t.Fatalf("commit during an outage: %v", err)
 	}
-	// The failure sticks: the task fails and restores.
-	if _, perr := w.PreCommit(2); perr == nil || !strings.Contains(perr.Error(), "unreachable") {
-		t.Fatalf("pre-commit after a failed commit: %v", perr)
+	// The background publisher fails and says it tries again.
+	for deadline := time.Now().Add(time.Minute); !log.has("trying again"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry logged: %q", log.lines)
+		}
+	}
+	if !log.has("s3://out/outage/part-000001-0001-000000") || !log.has("unreachable") {
+		t.Fatalf("retry log: %q", log.lines)
+	}
+	// A pre-commit declines; the transaction stays open.
+	writeS(t, w, "y")
+	_, err := w.PreCommit(2)
+	if err == nil || !graph.IsDecline(err) || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("pre-commit during an outage: %v", err)
+	}
+	// Parts that cannot go up stay buffered.
+	writeS(t, w, big(9, 'z')...)
+	if !log.has("keeping 8 MiB of the transaction in memory") {
+		t.Fatalf("part failure not logged: %q", log.lines)
 	}
 	m.Start(t)
-	// The restored writer commits. (MinIO's ready endpoint may answer
-	// before it serves requests.)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var r ebbflow.SinkWriter[string]
-		if r, err = Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: c}); err == nil {
-			r.Close()
-		}
-		if err == nil || time.Now().After(deadline) {
+	// MinIO's ready endpoint may answer before it serves requests: the
+	// pre-commit declines until it does.
+	var c3 [][]byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		c3, err = w.PreCommit(3)
+		if err == nil || !graph.IsDecline(err) || time.Now().After(deadline) {
 			break
 		}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readS3(t, dir); !slices.Equal(got, []string{"x"}) {
+	if err := commitWait(w, c3); err != nil {
+		t.Fatal(err)
+	}
+	got := readS3(t, dir)
+	if len(got) != 11 || got[0] != "x" || got[1] != "y" || got[2][0] != 'z' {
+		t.Fatalf("committed %d lines: %.10q", len(got), got)
+	}
+}
+
+// TestS3StageAnswerLost: a stage write that succeeded although its answer
+// was lost is this transaction's and is taken as written; an earlier,
+// shorter one of the same transaction (a declined pre-commit) is replaced.
+func TestS3StageAnswerLost(t *testing.T) {
+	_, c := s3Env(t)
+	ctx := context.Background()
+	dir := "s3://out/lost"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	sw := w.(*s3Writer[string])
+	stageKey := "lost/_staging/part-000001-0000-000000"
+	put := func(body string) {
+		t.Helper()
+		if _, err := c.PutObject(ctx, "out", stageKey, strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{UserMetadata: map[string]string{txnMetaKey: sw.txn()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeS(t, w, "a")
+	put("a\n") // as if the PUT had gone through
+	if err := commitWait(w, preCommitS(t, w, 1)); err != nil {
+		t.Fatal(err)
+	}
+	writeS(t, w, "b", "c")
+	put("b\n") // a shorter write of this transaction
+	if err := commitWait(w, preCommitS(t, w, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("committed: %q", got)
 	}
 }
@@ -663,8 +734,32 @@ func TestS3InterruptedAnywhere(t *testing.T) {
 			t.Logf("%v: pre-commit: %v", d, err)
 			continue
 		}
-		// The commit, cut short.
-		cerr := commitWait(w, chk)
+		// The commit, cut short; the writer dies as soon as its first try
+		// failed (the publisher would try again).
+		log := &syncLog{}
+		sw.logf = log.logf
+		if err := w.Commit(chk); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- w.(ebbflow.SinkCommitWaiter).WaitCommitted() }()
+		var cerr error
+	wait:
+		for {
+			select {
+			case cerr = <-waited:
+				break wait
+			case <-time.After(time.Millisecond):
+				if log.has("trying again") {
+					sw.bg.cancel()
+					log.mu.Lock()
+					cerr = errors.New("cut: " + log.lines[0])
+					log.mu.Unlock()
+					<-waited
+					break wait
+				}
+			}
+		}
 		sw.opCtx = opContextOf
 		newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true, Committables: chk})
 		got := readS3(t, dir)

@@ -459,3 +459,64 @@ func TestClusterS3OutputExactlyOnce(t *testing.T) {
 	sort.Strings(lines)
 	testenv.AssertExactlyOnce(t, lines, testenv.WordcountReference(t, in))
 }
+
+// Checkpoints and output both in S3, and S3 stops for a while mid-run:
+// checkpoints are declined (the TaskManagers cannot store their snapshots,
+// the sinks cannot stage their transactions, which stay open), the
+// publishing of completed ones waits, and once S3 is back the job goes on
+// without a single restart and finishes with its output exactly-once.
+func TestClusterS3OutputSurvivesOutage(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	s3env := []string{"EBBFLOW_S3_ENDPOINT=" + m.Endpoint, "EBBFLOW_S3_ACCESS_KEY=" + m.AccessKey, "EBBFLOW_S3_SECRET_KEY=" + m.SecretKey,
+		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true"}
+	c := newCluster(t, "s3://ebbflow-out/checkpoints", append(s3env, "EBBFLOW_CHECKPOINT_TOLERABLE_FAILURES=1000", "EBBFLOW_CHECKPOINT_TIMEOUT=3s")...)
+	in := filepath.Join(c.dir, "in.txt")
+	writeCorpus(t, in, 40000, 17)
+	const out = "s3://ebbflow-out/output"
+	c.jobArgs = []string{"wordcount", "--input", in, "--output", out, "--rate", "4000"}
+	tms := []*proc{c.taskmanager("tm-1", 2), c.taskmanager("tm-2", 1)}
+	jm := c.jobmanager("jm-1")
+	before := jm.waitStatus("a checkpoint in S3", time.Minute, checkpointed(0))
+	m.Stop()
+	// The outage lasts until a sink itself has declined a checkpoint (not
+	// only a snapshot upload), however long its retries take.
+	sinkDeclined := func() bool {
+		for _, tm := range tms {
+			if strings.Contains(tm.stderr(), "an operator declined the checkpoint") {
+				return true
+			}
+		}
+		return false
+	}
+	failed := jm.waitStatus("a sink declining a checkpoint during the outage", 2*time.Minute, func(s jobStatus) bool {
+		return s.Phase == "running" && failedCheckpoints(jm) > 0 && sinkDeclined()
+	})
+	nFailed := failedCheckpoints(jm)
+	m.Start(t)
+	after := jm.waitStatus("a checkpoint after the outage", 2*time.Minute, checkpointed(failed.LastCompleted.ID))
+	if code := jm.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
+	}
+	if after.Restarts != 0 || strings.Contains(jm.stderr(), "attempt failed") {
+		t.Fatalf("the job restarted (%d restarts by the checkpoint after the outage):\n%s", after.Restarts, jm.stderr())
+	}
+	if strings.Contains(jm.stderr(), m.SecretKey) {
+		t.Fatal("the S3 secret key appears in the JobManager's log")
+	}
+	for _, tm := range tms {
+		if strings.Contains(tm.stderr(), m.SecretKey) {
+			t.Fatal("the S3 secret key appears in a TaskManager's log")
+		}
+	}
+	t.Logf("checkpoint %d before the outage, %d failed during it, %d after", before.LastCompleted.ID, nFailed, after.LastCompleted.ID)
+	for _, kv := range s3env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	lines, err := filesink.ReadCommitted(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	testenv.AssertExactlyOnce(t, lines, testenv.WordcountReference(t, in))
+}

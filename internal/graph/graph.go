@@ -338,3 +338,27 @@ func IsUnrecoverable(err error) bool {
 	var u unrecoverable
 	return errors.As(err, &u)
 }
+
+// decline marks a snapshot error after which the task can go on.
+type decline struct{ err error }
+
+func (d decline) Error() string { return d.err.Error() }
+func (d decline) Unwrap() error { return d.err }
+
+// DeclineCheckpoint wraps a snapshot error to mean: this checkpoint cannot
+// be taken (say, the store is unreachable), but the operator's state is
+// intact and the task can go on; the checkpoint is declined instead of the
+// task failing.
+func DeclineCheckpoint(err error) error {
+	if err == nil {
+		return nil
+	}
+	return decline{err: err}
+}
+
+// IsDecline reports whether err (or an error it wraps) declines a
+// checkpoint.
+func IsDecline(err error) bool {
+	var d decline
+	return errors.As(err, &d)
+}

@@ -18,6 +18,7 @@ type listener struct{ running chan struct{} }
 func (l *listener) Running()                                        { close(l.running) }
 func (l *listener) Snapshot(int64, byte, map[string]graph.Snapshot) {}
 func (l *listener) SourceFinished()                                 {}
+func (l *listener) Decline(int64, error)                            {}
 func (l *listener) FirstRecord(time.Time)                           {}
 
 // A consumer cut off by a network partition neither sends credits nor

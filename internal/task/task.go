@@ -53,6 +53,9 @@ type Listener interface {
 	// Snapshot hands over the chain's state for checkpoint id; the listener
 	// persists it (asynchronously) and acknowledges.
 	Snapshot(id int64, flags byte, snaps map[string]graph.Snapshot)
+	// Decline reports that an operator could not snapshot for checkpoint
+	// id but the task goes on (graph.DeclineCheckpoint).
+	Decline(id int64, err error)
 	SourceFinished()
 	// FirstRecord reports the first record a sink of this task received.
 	FirstRecord(at time.Time)
@@ -282,17 +285,31 @@ func (t *Task) runtime(ctx context.Context, v *graph.Vertex, kgs state.Range) *g
 // barrier downstream.
 func (t *Task) snapshot(id int64, flags byte) error {
 	snaps := make(map[string]graph.Snapshot, len(t.ops))
+	var declined error
 	for i, op := range t.ops {
 		s, err := op.Snapshot(id)
 		if err != nil {
-			return fmt.Errorf("snapshot %q for checkpoint %d: %w", t.cfg.Chain.Vertices[i].Name, id, err)
+			err = fmt.Errorf("snapshot %q for checkpoint %d: %w", t.cfg.Chain.Vertices[i].Name, id, err)
+			if !graph.IsDecline(err) {
+				return err
+			}
+			// The operators after it are not asked: the checkpoint is
+			// lost anyway, and what they would pre-commit stays open.
+			declined = err
+			break
 		}
 		snaps[t.cfg.Chain.Vertices[i].Name] = s
 	}
+	// The barrier goes on either way, so that downstream tasks align and
+	// the stream keeps flowing.
 	for _, w := range t.writers {
 		if err := w.BroadcastBarrier(id, flags); err != nil {
 			return err
 		}
+	}
+	if declined != nil {
+		t.cfg.Listener.Decline(id, declined)
+		return nil
 	}
 	t.cfg.Listener.Snapshot(id, flags, snaps)
 	t.lastSnapshot = id
