@@ -1,6 +1,10 @@
 package ebbflow
 
-import "github.com/ebbflow/ebbflow/internal/graph"
+import (
+	"context"
+
+	"github.com/ebbflow/ebbflow/internal/graph"
+)
 
 // PollStatus is what a source reader reports after a poll.
 type PollStatus = graph.PollStatus
@@ -62,6 +66,9 @@ type SinkContext struct {
 	// of older attempts that are not among them.
 	Committables [][]byte
 	Logf         func(format string, args ...any)
+	// Ctx is done when the task is cancelled: a writer's requests and
+	// background work should end with it.
+	Ctx context.Context
 }
 
 // SinkConnector creates two-phase sink writers.
@@ -84,11 +91,17 @@ type SinkWriter[T any] interface {
 
 // SinkCommitWaiter is implemented by sink writers whose Commit only starts
 // publishing the committables (in the background, so that the task is not
-// held up) and reports a failure from a later call. WaitCommitted returns
-// once everything handed to Commit is published, or the first error. The
-// runtime calls it when the sink's input has ended and its last checkpoint
-// is complete, so that a bounded job ends only with its output published;
-// Close may abandon publishing in progress, which a restore finishes.
+// held up) and reports a failure from a later call.
+//
+// Publishing returns the committables handed to Commit that are not
+// published yet: the runtime keeps them in every snapshot until they are,
+// so that a restore from any later checkpoint publishes them (Close may
+// abandon publishing in progress). WaitCommitted returns once everything
+// handed to Commit is published, or the first error, or SinkContext.Ctx's
+// error; the runtime calls it when the sink's input has ended and its last
+// checkpoint is complete, so that a bounded job ends only with its output
+// published.
 type SinkCommitWaiter interface {
+	Publishing() [][]byte
 	WaitCommitted() error
 }

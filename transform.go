@@ -1,6 +1,7 @@
 package ebbflow
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"reflect"
@@ -237,7 +238,10 @@ func Sink[T any](s Stream[T], name string, c SinkConnector[T]) {
 		Name: name,
 		Kind: graph.KindSink,
 		Build: func(rt *graph.Runtime, _ any) (any, graph.Operator, error) {
-			ctx := SinkContext{Subtask: rt.Subtask, Parallelism: rt.Parallelism, Attempt: rt.Attempt, Logf: rt.Logf}
+			ctx := SinkContext{Subtask: rt.Subtask, Parallelism: rt.Parallelism, Attempt: rt.Attempt, Logf: rt.Logf, Ctx: rt.Ctx}
+			if ctx.Ctx == nil {
+				ctx.Ctx = context.Background()
+			}
 			if rt.Restored != nil {
 				ctx.Restored = true
 				if rt.Subtask == 0 {
@@ -277,6 +281,11 @@ func (s *sinkOp[T]) Snapshot(id int64) (graph.Snapshot, error) {
 	for _, cs := range s.pending {
 		all = append(all, cs...)
 	}
+	// Committed but not yet published (in the background): they stay in
+	// the snapshots until they are.
+	if w, ok := s.w.(SinkCommitWaiter); ok {
+		all = append(all, w.Publishing()...)
+	}
 	return graph.Snapshot{List: all, Union: true}, nil
 }
 
@@ -300,8 +309,8 @@ func (s *sinkOp[T]) NotifyCheckpointComplete(id int64) error {
 }
 
 // EndInput waits for the writer's commits if no checkpoint is pending; if
-// one is (the final checkpoint, whose notification may come before or after
-// the end of input), NotifyCheckpointComplete waits once it is committed.
+// one is still pending (its notification not yet handled),
+// NotifyCheckpointComplete waits once it is committed.
 func (s *sinkOp[T]) EndInput() error {
 	s.ended = true
 	if len(s.pending) == 0 {

@@ -408,9 +408,18 @@ func S3Transient(err error) bool { return transient(err) }
 // transient reports whether an error may go away by itself: no answer from
 // the server, or a 5xx / "not ready yet" answer.
 func transient(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // given up on by the caller, not by the store
+	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) && resp.Code != "" {
-		return resp.StatusCode >= 500 || resp.Code == "XMinioServerNotInitialized" || resp.Code == "SlowDown" || resp.Code == "RequestTimeout"
+		switch resp.Code {
+		case "XMinioServerNotInitialized", "SlowDown", "RequestTimeout", "ConditionalRequestConflict":
+			return true
+		case "NotImplemented":
+			return false // a store without the feature: trying again does not help
+		}
+		return resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented
 	}
 	var cve *tls.CertificateVerificationError
 	var rhe tls.RecordHeaderError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -232,5 +233,33 @@ func TestS3Dial(t *testing.T) {
 	_, err = DialS3(ctx, cfg, S3DialOptions{Names: envNames})
 	if err == nil || !strings.Contains(err.Error(), "credentials refused by "+m.Endpoint) || !strings.Contains(err.Error(), "X_SECRET_KEY") || strings.Contains(err.Error(), cfg.SecretKey) {
 		t.Fatalf("wrong secret: %v", err)
+	}
+}
+
+func TestS3Transient(t *testing.T) {
+	netErr := &url.Error{Op: "Put", URL: "http://127.0.0.1:1/b/k", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", netErr, true},
+		{"wrapped", fmt.Errorf("filesink: put: %w", netErr), true},
+		{"deadline", &url.Error{Op: "Put", URL: "u", Err: context.DeadlineExceeded}, true},
+		{"cancelled", &url.Error{Op: "Put", URL: "u", Err: context.Canceled}, false},
+		{"503", minio.ErrorResponse{Code: "ServiceUnavailable", StatusCode: 503}, true},
+		{"500", minio.ErrorResponse{Code: "InternalError", StatusCode: 500}, true},
+		{"slow down", minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}, true},
+		{"starting", minio.ErrorResponse{Code: "XMinioServerNotInitialized", StatusCode: 503}, true},
+		{"conditional conflict", minio.ErrorResponse{Code: "ConditionalRequestConflict", StatusCode: 409}, true},
+		{"not implemented", minio.ErrorResponse{Code: "NotImplemented", StatusCode: 501}, false},
+		{"access denied", minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}, false},
+		{"invalid part", minio.ErrorResponse{Code: "InvalidPart", StatusCode: 400}, false},
+		{"precondition", minio.ErrorResponse{Code: "PreconditionFailed", StatusCode: 412}, false},
+		{"plain", errors.New("boom"), false},
+	} {
+		if got := S3Transient(tc.err); got != tc.want {
+			t.Errorf("%s: S3Transient = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

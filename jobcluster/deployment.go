@@ -476,6 +476,7 @@ func (jm *JobManager) commit(ctx context.Context, d *deployment, p *checkpoint.P
 	if p.Savepoint {
 		dir = checkpoint.SavepointDir(jm.cfg.Job, p.ID)
 	}
+	jm.commitsInFlight++
 	jm.wg.Add(1)
 	go func() {
 		defer jm.wg.Done()
@@ -496,6 +497,7 @@ func (jm *JobManager) commit(ctx context.Context, d *deployment, p *checkpoint.P
 
 func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 	now := time.Now()
+	jm.commitsInFlight--
 	if errors.Is(e.err, ErrLostLeadership) {
 		return e.err
 	}

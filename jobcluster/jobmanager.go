@@ -73,7 +73,13 @@ type JobManager struct {
 	failures     int
 	chkFails     int // consecutive failed checkpoints
 	restartAt    time.Time
-	finished     bool
+	// commitsInFlight counts checkpoint commits (metadata, then the
+	// pointer's CAS) not yet answered. No attempt is deployed while one
+	// is: it must restore from the checkpoint that commit may make the
+	// latest, not from the one before (whose restore would not publish,
+	// and whose tidying up would delete, the newer checkpoint's output).
+	commitsInFlight int
+	finished        bool
 
 	mu         sync.Mutex
 	status     Status

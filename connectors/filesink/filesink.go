@@ -67,10 +67,13 @@
 //     server (CopyObject, or ComposeObject above 5 GiB), only if the stage
 //     still has the pre-committed ETag, and then deletes the stage. The
 //     final object appears whole or not at all. The copies run on a
-//     goroutine of the writer, in order, so they do not hold up the task; a
-//     failure fails the writer's next call (and so the task, whose restore
-//     commits again), and WaitCommitted (ebbflow.SinkCommitWaiter) waits
-//     for them at the end of input.
+//     goroutine of the writer, in order, so they do not hold up the task.
+//     Until a committable is published, the writer reports it
+//     (ebbflow.SinkCommitWaiter's Publishing) and the runtime keeps it in
+//     every snapshot, so a restore from any later checkpoint publishes it
+//     too; a failure fails the writer's next call, and so the task, whose
+//     restore commits again. WaitCommitted waits for the copies at the end
+//     of input.
 //
 // Commit is idempotent and can be interrupted anywhere: a final object with
 // the transaction's mark was committed before (its stage is deleted if it
@@ -88,14 +91,19 @@
 // that cannot stage declines the checkpoint (ebbflow.DeclineCheckpoint),
 // the transaction stays open and goes with the next checkpoint; a commit
 // is tried again with backoff. Stage writes that succeeded although their
-// answer was lost are recognised by the transaction's mark. Other errors
-// fail the task as before.
+// answer was lost are recognised by the transaction's mark; a multipart
+// completion without an answer is settled by the next pre-commit before
+// anything newer goes up (the newer records become a transaction of their
+// own). Other errors fail the task as before; a transaction whose stage and
+// final object are both gone fails the job (output lost).
 //
 // Writers start their seq past any final or staged object of their attempt
 // and subtask (a run started afresh may repeat attempt numbers). Subtask 0,
-// after committing the restored committables, deletes the stages of older
-// attempts (pre-commits of checkpoints that never completed) and aborts
-// their incomplete uploads, in the background and best-effort: failures
+// after committing the restored committables, deletes the other stages of
+// older attempts (pre-commits of checkpoints that never completed: the
+// JobManager deploys only once no checkpoint commit is in flight, so every
+// stage of a completed checkpoint is in the one restored) and aborts their
+// incomplete uploads, in the background and best-effort: failures
 // (say, an IAM policy without s3:ListBucketMultipartUploads) are logged
 // and do not stop the job. Some stores (MinIO) list incomplete uploads only
 // by exact key; there, the upload that follows each writer's last

@@ -441,7 +441,10 @@ func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 	if err != nil {
 		return nil, err
 	}
-	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, opCtx: opContextOf, nextPart: s3PartSize}
+	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, ctx: ctx.Ctx, opCtx: opContextOf, nextPart: s3PartSize}
+	if w.ctx == nil {
+		w.ctx = context.Background()
+	}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -628,7 +631,8 @@ type s3Writer[T any] struct {
 	subtask int
 	seq     int64
 	logf    func(format string, args ...any)
-	nonce   string // random, per writer: with seq, the transactions' marks
+	ctx     context.Context // the task's: done when it is cancelled
+	nonce   string          // random, per writer: with seq, the transactions' marks
 	// opCtx bounds the requests that finish a stage and those of a
 	// commit; tests shorten it to interrupt them at any point.
 	opCtx func(parent context.Context) (context.Context, context.CancelFunc)
@@ -642,6 +646,12 @@ type s3Writer[T any] struct {
 	uploadID string // the current transaction's multipart upload, if started
 	parts    []minio.CompletePart
 	size     int64 // bytes in parts
+	// completing: the upload's completion failed without an answer, so it
+	// may have happened; no part goes up until it is settled.
+	completing bool
+	// staged are committables of transactions staged by a pre-commit that
+	// then declined its checkpoint; the next pre-commit returns them.
+	staged [][]byte
 }
 
 // name is the final name of the current transaction's object.
@@ -665,6 +675,13 @@ const s3MaxBuffered = 256 << 20
 // now, the records stay buffered and the upload is tried again once another
 // part's worth has come, up to s3MaxBuffered.
 func (w *s3Writer[T]) flushPart() error {
+	if w.completing {
+		if len(w.buf) >= s3MaxBuffered {
+			return fmt.Errorf("filesink: %s: more than %d MiB buffered while the completion of its last upload is unsettled", w.s.describe(w.name()), s3MaxBuffered>>20)
+		}
+		w.nextPart = len(w.buf) + s3PartSize
+		return nil
+	}
 	err := w.uploadPart()
 	if err == nil {
 		w.nextPart = s3PartSize
@@ -681,7 +698,7 @@ func (w *s3Writer[T]) flushPart() error {
 // uploadPart sends the buffer as the next part of the transaction's
 // multipart upload to its stage, starting the upload first if need be.
 func (w *s3Writer[T]) uploadPart() error {
-	ctx, cancel := opContext()
+	ctx, cancel := opContextOf(w.ctx)
 	defer cancel()
 	stage := stageName(w.name())
 	if w.uploadID == "" {
@@ -723,23 +740,29 @@ func ifAbsent(o minio.PutObjectOptions) minio.PutObjectOptions {
 	return o
 }
 
-// stageConflict explains a stage write refused by its condition.
 // ownStage looks at the stage that made a conditional write of it fail.
 // mine: it carries this transaction's mark (a write of this transaction
 // that succeeded although its answer was lost, retried by minio-go or by
 // the next checkpoint after a declined one); etag is set if it also has
-// the expected size, i.e. is the write being made.
-func (w *s3Writer[T]) ownStage(stage string, size int64) (etag string, mine bool) {
-	ctx, cancel := opContext()
+// the expected size, i.e. is the write being made. An error is one of the
+// look itself (the store flapping), never a verdict on the stage.
+func (w *s3Writer[T]) ownStage(stage string, size int64) (etag string, mine bool, err error) {
+	ctx, cancel := opContextOf(w.ctx)
 	defer cancel()
 	info, err := w.s.client.StatObject(ctx, w.s.bucket, w.s.key(stage), minio.StatObjectOptions{})
-	if err != nil || info.UserMetadata[txnMetaKey] != w.txn() {
-		return "", false
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+			return "", false, nil
+		}
+		return "", false, w.s.wrap("stat", w.s.describe(stage), err)
+	}
+	if info.UserMetadata[txnMetaKey] != w.txn() {
+		return "", false, nil
 	}
 	if info.Size == size {
-		return info.ETag, true
+		return info.ETag, true, nil
 	}
-	return "", true
+	return "", true, nil
 }
 
 // stageExists is the error of a stage that another writer with the same
@@ -762,41 +785,66 @@ func (w *s3Writer[T]) txn() string {
 // PreCommit writes the transaction to its stage, in one PUT if it was
 // buffered whole or by completing its multipart upload, and returns its
 // committable (nothing if it is empty). The stage is not visible as output.
+// If the store is unreachable, the checkpoint is declined and the
+// transaction stays open; what got staged meanwhile is returned by the next
+// pre-commit.
 func (w *s3Writer[T]) PreCommit(checkpointID int64) ([][]byte, error) {
 	if err := w.commitErr(); err != nil {
 		return nil, err
 	}
-	if w.uploadID == "" && len(w.buf) == 0 {
-		return nil, nil
-	}
-	c, err := w.stage()
-	if err != nil {
-		err = fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
-		if checkpoint.S3Transient(err) && !graph.IsUnrecoverable(err) {
-			// The transaction is intact (buffer, parts and upload): it is
-			// pre-committed with the next checkpoint instead.
-			return nil, ebbflow.DeclineCheckpoint(err)
+	if w.completing {
+		// Settle the completion whose answer was lost before the records
+		// that came since, which go up as the next transaction.
+		c, err := w.complete()
+		if err != nil {
+			return nil, w.preCommitFailed(checkpointID, err)
 		}
-		return nil, err
+		w.completing = false
+		w.staged = append(w.staged, c.encode())
+		w.seq++
+		w.nextPart = s3PartSize
 	}
-	w.nextPart = s3PartSize
-	w.seq++
-	return [][]byte{c.encode()}, nil
+	if w.uploadID != "" || len(w.buf) > 0 {
+		c, err := w.stage()
+		if err != nil {
+			return nil, w.preCommitFailed(checkpointID, err)
+		}
+		w.staged = append(w.staged, c.encode())
+		w.seq++
+		w.nextPart = s3PartSize
+	}
+	out := w.staged
+	w.staged = nil
+	return out, nil
 }
 
+// preCommitFailed declines the checkpoint if the failure may pass (the
+// transaction is intact: buffer, parts and upload), and fails otherwise.
+func (w *s3Writer[T]) preCommitFailed(checkpointID int64, err error) error {
+	err = fmt.Errorf("filesink: checkpoint %d: %w", checkpointID, err)
+	if checkpoint.S3Transient(err) && !graph.IsUnrecoverable(err) {
+		return ebbflow.DeclineCheckpoint(err)
+	}
+	return err
+}
+
+// stage writes the current transaction to its stage.
 func (w *s3Writer[T]) stage() (s3Committable, error) {
 	name := w.name()
 	stage := stageName(name)
 	c := s3Committable{version: s3CommittableVersion, name: name, txn: w.txn()}
 	if w.uploadID == "" {
-		ctx, cancel := opContext()
+		ctx, cancel := opContextOf(w.ctx)
 		defer cancel()
 		put := func(o minio.PutObjectOptions) (minio.UploadInfo, error) {
 			return w.s.core.PutObject(ctx, w.s.bucket, w.s.key(stage), bytes.NewReader(w.buf), int64(len(w.buf)), "", "", o)
 		}
 		info, err := put(ifAbsent(w.putOptions()))
 		if err != nil && minio.ToErrorResponse(err).Code == "PreconditionFailed" {
-			switch etag, mine := w.ownStage(stage, int64(len(w.buf))); {
+			etag, mine, serr := w.ownStage(stage, int64(len(w.buf)))
+			switch {
+			case serr != nil:
+				return c, serr
 			case etag != "":
 				info, err = minio.UploadInfo{ETag: etag}, nil
 			case mine: // an earlier, shorter write of this transaction
@@ -808,6 +856,9 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 		if err != nil {
 			return c, w.s.wrap("put", w.s.describe(stage), err)
 		}
+		if info.ETag == "" {
+			return c, fmt.Errorf("filesink: put %s: S3 endpoint %s answered no ETag", w.s.describe(stage), w.s.endpoint)
+		}
 		c.etag, c.size = info.ETag, int64(len(w.buf))
 		w.buf = w.buf[:0]
 		return c, nil
@@ -817,14 +868,30 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 			return c, err
 		}
 	}
-	ctx, cancel := w.opCtx(context.Background())
+	c, err := w.complete()
+	if err != nil && checkpoint.S3Transient(err) {
+		w.completing = true // it may have happened
+	}
+	return c, err
+}
+
+// complete completes the current transaction's multipart upload, with the
+// parts uploaded so far, into its stage.
+func (w *s3Writer[T]) complete() (s3Committable, error) {
+	name := w.name()
+	stage := stageName(name)
+	c := s3Committable{version: s3CommittableVersion, name: name, txn: w.txn()}
+	ctx, cancel := w.opCtx(w.ctx)
 	defer cancel()
 	complete := func(o minio.PutObjectOptions) (minio.UploadInfo, error) {
 		return w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.s.key(stage), w.uploadID, w.parts, o)
 	}
 	info, err := complete(ifAbsent(minio.PutObjectOptions{}))
 	if code := minio.ToErrorResponse(err).Code; err != nil && (code == "PreconditionFailed" || code == "NoSuchUpload") {
-		switch etag, mine := w.ownStage(stage, w.size); {
+		etag, mine, serr := w.ownStage(stage, w.size)
+		switch {
+		case serr != nil:
+			return c, serr
 		case etag != "": // completed, the answer lost
 			info, err = minio.UploadInfo{ETag: etag}, nil
 		case code == "NoSuchUpload": // gone, and the stage is not it
@@ -837,11 +904,11 @@ func (w *s3Writer[T]) stage() (s3Committable, error) {
 	if err != nil {
 		return c, w.s.wrap("complete upload of", w.s.describe(stage), err)
 	}
-	c.etag, c.size = info.ETag, w.size
-	w.uploadID, w.parts, w.size = "", nil, 0
-	if c.etag == "" {
+	if info.ETag == "" {
 		return c, fmt.Errorf("filesink: complete upload of %s: S3 endpoint %s answered no ETag", w.s.describe(stage), w.s.endpoint)
 	}
+	c.etag, c.size = info.ETag, w.size
+	w.uploadID, w.parts, w.size = "", nil, 0
 	return c, nil
 }
 
@@ -857,9 +924,10 @@ const s3CommitBackoff = 5 * time.Second
 // order, so that the server-side copies (about as long as uploading the
 // transaction again) do not hold up the task. A batch that fails for a
 // reason that may pass is tried again, with backoff, until it succeeds or
-// the writer closes (a restore then commits it). Any other failure is kept
-// and returned by the writer's next call, which fails the task; the restore
-// commits the checkpoint's committables again.
+// the writer closes. Any other failure is kept and returned by the writer's
+// next call, which fails the task. Either way nothing is lost: batches not
+// yet published are in every snapshot (Publishing), so the restore commits
+// them again.
 type s3Committer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -961,18 +1029,44 @@ func (w *s3Writer[T]) commitErr() error {
 	return w.bg.failed()
 }
 
-// WaitCommitted implements ebbflow.SinkCommitWaiter: it returns once every
-// committable handed to Commit is published, or the first failure (and,
-// in subtask 0, once the tidying up is over).
-func (w *s3Writer[T]) WaitCommitted() error {
-	if w.tidying != nil {
-		<-w.tidying
-	}
+// Publishing implements ebbflow.SinkCommitWaiter: the committables handed
+// to Commit that are not published yet (the batch being published
+// included).
+func (w *s3Writer[T]) Publishing() [][]byte {
 	if w.bg == nil {
 		return nil
 	}
-	w.bg.pending.Wait()
-	return w.bg.failed()
+	w.bg.mu.Lock()
+	defer w.bg.mu.Unlock()
+	var out [][]byte
+	for _, cs := range w.bg.queue {
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// WaitCommitted implements ebbflow.SinkCommitWaiter: it returns once every
+// committable handed to Commit is published, or the first failure, or when
+// the task is cancelled.
+func (w *s3Writer[T]) WaitCommitted() error {
+	if w.bg == nil {
+		return nil
+	}
+	idle := make(chan struct{})
+	go func() { w.bg.pending.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return w.bg.failed()
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	}
+}
+
+// waitTidy waits for subtask 0's tidying up (for tests).
+func (w *s3Writer[T]) waitTidy() {
+	if w.tidying != nil {
+		<-w.tidying
+	}
 }
 
 // commitNow publishes the committables' transactions, in order.
@@ -1007,7 +1101,7 @@ func (w *s3Writer[T]) commit(parent context.Context, c s3Committable) error {
 	case err != nil:
 		return err
 	case mine:
-		return w.dropStage(stage)
+		return w.dropStage(parent, stage)
 	}
 	dst := minio.CopyDestOptions{Bucket: w.s.bucket, Object: w.s.key(c.name)}
 	src := minio.CopySrcOptions{Bucket: w.s.bucket, Object: w.s.key(stage), MatchETag: c.etag}
@@ -1025,11 +1119,11 @@ func (w *s3Writer[T]) commit(parent context.Context, c s3Committable) error {
 			if mine, serr := w.committedBefore(ctx, c); serr != nil || mine {
 				return serr
 			}
-			return fmt.Errorf("filesink: cannot commit %s: neither its staged object %s (ETag %s) nor the object exists: output lost", what, w.s.describe(stage), c.etag)
+			return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot commit %s: neither its staged object %s (ETag %s) nor the object exists: output lost", what, w.s.describe(stage), c.etag))
 		}
 		return w.s.wrap("copy "+w.s.describe(stage)+" to", what, err)
 	}
-	return w.dropStage(stage)
+	return w.dropStage(parent, stage)
 }
 
 // compose copies a stage larger than one CopyObject takes, part by part.
@@ -1068,8 +1162,8 @@ func (w *s3Writer[T]) committedBefore(ctx context.Context, c s3Committable) (boo
 // dropStage deletes a committed transaction's stage. Failing is harmless
 // (the next start of subtask 0 deletes leftover stages), so it is logged,
 // not returned.
-func (w *s3Writer[T]) dropStage(stage string) error {
-	if err := w.s.remove(context.Background(), stage); err != nil {
+func (w *s3Writer[T]) dropStage(ctx context.Context, stage string) error {
+	if err := w.s.remove(ctx, stage); err != nil {
 		w.logf("%v (left for the next start)", err)
 	}
 	return nil
@@ -1106,7 +1200,7 @@ func (w *s3Writer[T]) commitUpload(parent context.Context, c s3Committable) erro
 	}
 	if _, serr := w.s.client.StatObject(ctx, w.s.bucket, key, minio.StatObjectOptions{}); serr != nil {
 		if minio.ToErrorResponse(serr).Code == "NoSuchKey" {
-			return fmt.Errorf("filesink: cannot commit %s: neither its upload %s nor the object exists: output lost", what, c.uploadID)
+			return ebbflow.Unrecoverable(fmt.Errorf("filesink: cannot commit %s: neither its upload %s nor the object exists: output lost", what, c.uploadID))
 		}
 		return w.s.wrap("stat", what, serr)
 	}
@@ -1114,8 +1208,9 @@ func (w *s3Writer[T]) commitUpload(parent context.Context, c s3Committable) erro
 }
 
 // Close lets publishing in progress finish for up to s3CloseGrace, then
-// abandons the rest (the next restore commits it), and aborts the current
-// transaction's upload. Pre-committed stages stay for Commit.
+// abandons the rest (it is in the snapshots, and the next restore commits
+// it), and aborts the current transaction's upload. Pre-committed stages
+// stay for Commit.
 func (w *s3Writer[T]) Close() error {
 	defer w.s.close()
 	if w.tidying != nil {
@@ -1146,5 +1241,7 @@ func (w *s3Writer[T]) Close() error {
 	}
 	id := w.uploadID
 	w.uploadID, w.parts, w.size = "", nil, 0
-	return w.s.abort(context.Background(), stageName(w.name()), id)
+	ctx, cancel := context.WithTimeout(context.Background(), s3CloseGrace)
+	defer cancel()
+	return w.s.abort(ctx, stageName(w.name()), id)
 }

@@ -54,12 +54,8 @@ func newS3Writer(t *testing.T, dir string, ctx ebbflow.SinkContext) ebbflow.Sink
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	if ctx.Subtask == 0 {
-		// Let subtask 0's tidying up of older attempts finish.
-		if err := w.(ebbflow.SinkCommitWaiter).WaitCommitted(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Let subtask 0's tidying up of older attempts finish.
+	w.(*s3Writer[string]).waitTidy()
 	return w
 }
 
@@ -628,6 +624,10 @@ func TestS3Outage(t *testing.T) {
 	if err := w.Commit(c1); err != nil {
 		t.Fatalf("commit during an outage: %v", err)
 	}
+	// Until it is published, the committable is reported for the snapshots.
+	if p := w.(ebbflow.SinkCommitWaiter).Publishing(); len(p) != 1 || string(p[0]) != string(c1[0]) {
+		t.Fatalf("publishing during the outage: %q", p)
+	}
 	// The background publisher fails and says it tries again.
 	for deadline := time.Now().Add(time.Minute); !log.has("trying again"); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -663,6 +663,9 @@ func TestS3Outage(t *testing.T) {
 	}
 	if err := commitWait(w, c3); err != nil {
 		t.Fatal(err)
+	}
+	if p := w.(ebbflow.SinkCommitWaiter).Publishing(); len(p) != 0 {
+		t.Fatalf("publishing after it all went through: %q", p)
 	}
 	got := readS3(t, dir)
 	if len(got) != 11 || got[0] != "x" || got[1] != "y" || got[2][0] != 'z' {
@@ -806,5 +809,39 @@ func TestS3ComposedCommit(t *testing.T) {
 	}
 	if err := commitWait(w2, chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
 		t.Fatalf("commit of a replaced stage: %v", err)
+	}
+}
+
+// TestS3CompletionUnanswered: a multipart completion that got no answer
+// (here: cut before it was sent) declines its checkpoint; parts written
+// meanwhile stay in memory, and the next pre-commit settles the completion
+// first and stages the newer records as a transaction of their own.
+func TestS3CompletionUnanswered(t *testing.T) {
+	s3Env(t)
+	dir := "s3://out/unanswered"
+	w := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 1, Parallelism: 1})
+	sw := w.(*s3Writer[string])
+	first := append(big(9, 'f'), "first end")
+	writeS(t, w, first...)
+	sw.opCtx = func(p context.Context) (context.Context, context.CancelFunc) { return context.WithTimeout(p, 0) }
+	_, err := w.PreCommit(1)
+	if err == nil || !graph.IsDecline(err) || !sw.completing {
+		t.Fatalf("pre-commit with its completion cut: %v (completing %v)", err, sw.completing)
+	}
+	sw.opCtx = opContextOf
+	second := append(big(9, 's'), "second end")
+	writeS(t, w, second...) // more than a part: held back, not uploaded
+	if len(sw.parts) != 2 || len(sw.buf) < 9<<20 {
+		t.Fatalf("parts %d, buffered %d", len(sw.parts), len(sw.buf))
+	}
+	chk := preCommitS(t, w, 2)
+	if len(chk) != 2 {
+		t.Fatalf("committables: %d, want the settled one and the newer one", len(chk))
+	}
+	if err := commitWait(w, chk); err != nil {
+		t.Fatal(err)
+	}
+	if got := readS3(t, dir); !slices.Equal(got, slices.Concat(first, second)) {
+		t.Fatalf("committed %d lines, want %d", len(got), len(first)+len(second))
 	}
 }

@@ -44,14 +44,20 @@ func (s *flakySink) PreCommit(int64) ([][]byte, error) {
 func (s *flakySink) Commit([][]byte) error { return nil }
 func (s *flakySink) Close() error          { return nil }
 
+// It publishes in the background, and one committable is still on its way.
+func (s *flakySink) Publishing() [][]byte { return [][]byte{[]byte("in flight")} }
+func (s *flakySink) WaitCommitted() error { return nil }
+
 type recorder struct {
 	running  chan struct{}
 	events   chan string
 	declined chan error
+	lists    chan [][]byte
 }
 
 func (r *recorder) Running() { close(r.running) }
 func (r *recorder) Snapshot(id int64, _ byte, snaps map[string]graph.Snapshot) {
+	r.lists <- snaps["out"].List
 	r.events <- "snapshot"
 }
 func (r *recorder) SourceFinished()       {}
@@ -79,7 +85,7 @@ func TestDeclinedSnapshotKeepsTheTaskRunning(t *testing.T) {
 	if len(chains) != 1 {
 		t.Fatalf("want one chain, got %d", len(chains))
 	}
-	r := &recorder{running: make(chan struct{}), events: make(chan string, 4), declined: make(chan error, 1)}
+	r := &recorder{running: make(chan struct{}), events: make(chan string, 4), declined: make(chan error, 1), lists: make(chan [][]byte, 4)}
 	tk := task.New(task.Config{Graph: g, Chain: chains[0], Subtask: 0, Parallelism: 1, MaxParallelism: g.MaxParallelism, Attempt: 1, Listener: r})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -121,6 +127,11 @@ func TestDeclinedSnapshotKeepsTheTaskRunning(t *testing.T) {
 	}
 	if ev := next(); ev != "snapshot" {
 		t.Fatalf("checkpoint 2: %s, want snapshot", ev)
+	}
+	// The sink's snapshot holds its new transaction and what it is still
+	// publishing from earlier checkpoints.
+	if l := <-r.lists; len(l) != 2 || string(l[1]) != "in flight" {
+		t.Fatalf("sink snapshot: %q", l)
 	}
 	select {
 	case err := <-done:
