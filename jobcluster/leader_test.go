@@ -82,9 +82,11 @@ func TestStandbyForwardsFromItsView(t *testing.T) {
 			t.Errorf("%s read the jobmanagers keys %d times while forwarding from a synced view", s.cfg.ID, d)
 		}
 	}
-	if got := tos(lead.Status().Rescales); !slices.Equal(got, []int{1}) {
-		t.Errorf("the new leader's rescale history goes to %v, want jm-a's [1]", got)
-	}
+	// The new leader reads the history once it has won (its epoch is set
+	// and it answers REST before it has read it): wait for it.
+	waitFor(t, "the new leader to continue jm-a's rescale history [1]", 30*time.Second, func() bool {
+		return slices.Equal(tos(lead.Status().Rescales), []int{1})
+	})
 
 	// Requests forwarded twice are refused, not forwarded again.
 	req, _ := http.NewRequest(http.MethodGet, standby.srv.URL+"/v1/job", nil)
