@@ -480,18 +480,33 @@ func (jm *JobManager) commit(ctx context.Context, d *deployment, p *checkpoint.P
 	jm.wg.Add(1)
 	go func() {
 		defer jm.wg.Done()
+		// Bounded, so that a store or etcd that does not answer cannot hold
+		// up the next deployment for good (see commitsInFlight).
+		cctx, cancel := context.WithTimeout(ctx, jm.cfg.CheckpointTimeout)
+		defer cancel()
 		err := func() error {
 			b, err := checkpoint.EncodeMetadata(md)
 			if err != nil {
 				return err
 			}
-			if err := jm.cfg.Storage.PutIfAbsent(ctx, dir+checkpoint.MetadataName, b); err != nil {
+			if err := jm.cfg.Storage.PutIfAbsent(cctx, dir+checkpoint.MetadataName, b); err != nil {
 				return err
 			}
 			ptr, _ := json.Marshal(cluster.CheckpointPointer{ID: p.ID, Dir: dir, Savepoint: p.Savepoint, At: time.Now().UTC()})
-			return jm.guardedPut(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster), string(ptr))
+			return jm.guardedPut(cctx, cluster.LatestCheckpointKey(jm.cfg.Cluster), string(ptr))
 		}()
-		jm.post(ctx, evCommitted{dep: d, p: p, md: md, dir: dir, err: err})
+		unsure := false
+		if err != nil && !errors.Is(err, ErrLostLeadership) {
+			// The CAS may have happened without an answer: read the
+			// pointer back.
+			switch ptr, rerr := jm.readPointer(ctx); {
+			case rerr != nil:
+				unsure = true
+			case ptr != nil && ptr.ID == p.ID && ptr.Dir == dir:
+				err = nil
+			}
+		}
+		jm.post(ctx, evCommitted{dep: d, p: p, md: md, dir: dir, err: err, unsure: unsure})
 	}()
 }
 
@@ -509,6 +524,9 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 		d.coord.Finish(e.p.ID, now)
 		d.committing = false
 	}
+	if e.unsure {
+		jm.pointerUnsure = true
+	}
 	if e.err != nil {
 		jm.log.Warn("checkpoint commit failed", zap.Int64("checkpoint", e.p.ID), zap.Error(e.err))
 		jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Savepoint: e.p.Savepoint, Status: "failed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Error: e.err.Error()})
@@ -519,6 +537,7 @@ func (jm *JobManager) committed(ctx context.Context, e evCommitted) error {
 		return nil
 	}
 	jm.latest = &cluster.CheckpointPointer{ID: e.p.ID, Dir: e.dir, Savepoint: e.p.Savepoint}
+	jm.pointerUnsure = false
 	jm.log.Info("checkpoint completed", zap.Int64("checkpoint", e.p.ID), zap.Int64("bytes", e.md.Bytes), zap.Duration("duration", now.Sub(e.p.Started)))
 	jm.recordCheckpoint(CheckpointRecord{ID: e.p.ID, Savepoint: e.p.Savepoint, Status: "completed", StartedAt: e.p.Started, Duration: now.Sub(e.p.Started), Bytes: e.md.Bytes, Dir: e.dir})
 	if e.p.Savepoint {
@@ -568,6 +587,43 @@ func (jm *JobManager) retain(ctx context.Context, latest int64) {
 			_ = jm.cfg.Storage.DeletePrefix(ctx, checkpoint.Dir(jm.cfg.Job, id))
 		}
 	}
+}
+
+// readPointer reads the latest checkpoint pointer from etcd (nil if none),
+// within a few seconds.
+func (jm *JobManager) readPointer(ctx context.Context) (*cluster.CheckpointPointer, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := jm.cfg.Etcd.Get(rctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	var p cluster.CheckpointPointer
+	if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
+		return nil, fmt.Errorf("checkpoint pointer %s is corrupt: %w", cluster.LatestCheckpointKey(jm.cfg.Cluster), err)
+	}
+	return &p, nil
+}
+
+// settlePointer makes jm.latest what etcd holds after a commit whose outcome
+// is unknown; false if etcd cannot tell yet (the deployment waits).
+func (jm *JobManager) settlePointer(ctx context.Context) bool {
+	if !jm.pointerUnsure {
+		return true
+	}
+	p, err := jm.readPointer(ctx)
+	if err != nil {
+		jm.log.Warn("cannot read the checkpoint pointer back after a commit without an answer; deploying later", zap.Error(err))
+		return false
+	}
+	if p != nil && (jm.latest == nil || p.ID > jm.latest.ID) {
+		jm.latest = p
+	}
+	jm.pointerUnsure = false
+	return true
 }
 
 // failDeployment cancels the attempt and schedules a restart from the

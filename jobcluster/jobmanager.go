@@ -79,7 +79,10 @@ type JobManager struct {
 	// latest, not from the one before (whose restore would not publish,
 	// and whose tidying up would delete, the newer checkpoint's output).
 	commitsInFlight int
-	finished        bool
+	// pointerUnsure: a commit may have moved the pointer without an
+	// answer; the next deployment reads it back first.
+	pointerUnsure bool
+	finished      bool
 
 	mu         sync.Mutex
 	status     Status
@@ -114,6 +117,9 @@ type (
 		md  *checkpoint.Metadata
 		dir string
 		err error
+		// unsure: the pointer's CAS failed without an answer, and reading
+		// the pointer back failed too: it may have moved.
+		unsure bool
 	}
 	evFatal     struct{ err error }
 	evSavepoint struct{ reply chan savepointReply }

@@ -122,7 +122,7 @@ func (jm *JobManager) apply(ctx context.Context, a reactive.Action) {
 			r.rec.Snapshot = jm.latestID()
 			jm.rescale = r
 		}
-		if time.Now().Before(jm.restartAt) || jm.commitsInFlight > 0 {
+		if time.Now().Before(jm.restartAt) || jm.commitsInFlight > 0 || !jm.settlePointer(ctx) {
 			jm.deferred = r // carried out by pushRescale once the backoff is over
 			return
 		}
@@ -140,7 +140,7 @@ func (jm *JobManager) latestID() int64 {
 // pushRescale triggers the stop-with-savepoint of a pending rescale once no
 // other checkpoint is in flight.
 func (jm *JobManager) pushRescale(ctx context.Context, now time.Time) {
-	if d := jm.deferred; d != nil && !now.Before(jm.restartAt) && jm.commitsInFlight == 0 {
+	if d := jm.deferred; d != nil && !now.Before(jm.restartAt) && jm.commitsInFlight == 0 && jm.settlePointer(ctx) {
 		jm.deferred = nil
 		jm.redeploy(ctx, d, d.action)
 		return

@@ -434,17 +434,45 @@ type s3Connector[T any] struct {
 	format func(dst []byte, v T) []byte
 }
 
+// s3RestoreRetryFor bounds how long a restored writer tries again, while
+// the store is unreachable, to connect and to commit the restored
+// committables: the job ran with these settings, so an outage is the likely
+// cause, and a restart would not help.
+const s3RestoreRetryFor = 2 * time.Minute
+
 // NewWriter connects to the bucket and returns subtask ctx.Subtask's writer;
-// subtask 0 also commits restored committables and removes leftovers.
+// subtask 0 also commits restored committables and removes leftovers. After
+// a restore, failures that may pass are tried again for s3RestoreRetryFor.
 func (c *s3Connector[T]) NewWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T], error) {
+	if ctx.Ctx == nil {
+		ctx.Ctx = context.Background()
+	}
+	if !ctx.Restored {
+		return c.newWriter(ctx)
+	}
+	deadline := time.Now().Add(s3RestoreRetryFor)
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, s3CommitBackoff) {
+		w, err := c.newWriter(ctx)
+		if err == nil || !checkpoint.S3Transient(err) || graph.IsUnrecoverable(err) || time.Now().Add(backoff).After(deadline) {
+			return w, err
+		}
+		if ctx.Logf != nil {
+			ctx.Logf("%v (restoring; trying again in %v)", err, backoff)
+		}
+		select {
+		case <-ctx.Ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (c *s3Connector[T]) newWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[T], error) {
 	s, err := openS3(c.dir)
 	if err != nil {
 		return nil, err
 	}
 	w := &s3Writer[T]{s: s, format: c.format, attempt: ctx.Attempt, subtask: ctx.Subtask, logf: ctx.Logf, ctx: ctx.Ctx, opCtx: opContextOf, nextPart: s3PartSize}
-	if w.ctx == nil {
-		w.ctx = context.Background()
-	}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -515,7 +543,7 @@ func (s *s3Store) remove(parent context.Context, name string) error {
 // output), then tidies up older attempts' leftovers in the background.
 func (w *s3Writer[T]) start(ctx ebbflow.SinkContext) error {
 	if ctx.Restored {
-		if err := w.commitNow(context.Background(), ctx.Committables); err != nil {
+		if err := w.commitNow(ctx.Ctx, ctx.Committables); err != nil {
 			return err
 		}
 	} else if final, err := w.s.committed(); err != nil {
@@ -929,16 +957,26 @@ const s3CommitBackoff = 5 * time.Second
 // yet published are in every snapshot (Publishing), so the restore commits
 // them again.
 type s3Committer struct {
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	wake    chan struct{}  // 1 slot
-	pending sync.WaitGroup // batches handed over and not yet done
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wake   chan struct{} // 1 slot
 
-	mu     sync.Mutex
-	queue  [][][]byte // never bounded: Commit must not block the task
-	closed bool
-	err    error
+	mu sync.Mutex
+	// queue holds the batches not yet published, the one being published
+	// first. A batch leaves it only once published: after a failure that
+	// will not pass, it stays (Publishing reports it) and nothing more is
+	// published.
+	queue   [][][]byte // never bounded: Commit must not block the task
+	closed  bool
+	err     error
+	changed chan struct{} // closed and replaced whenever queue or err changes
+}
+
+// signal wakes WaitCommitted; bg.mu is held.
+func (bg *s3Committer) signal() {
+	close(bg.changed)
+	bg.changed = make(chan struct{})
 }
 
 // Commit starts publishing the committables' transactions in the background
@@ -955,11 +993,10 @@ func (w *s3Writer[T]) Commit(committables [][]byte) error {
 	}
 	if w.bg == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		w.bg = &s3Committer{ctx: ctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		w.bg = &s3Committer{ctx: ctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1), changed: make(chan struct{})}
 		go w.publish(w.bg)
 	}
 	bg := w.bg
-	bg.pending.Add(1)
 	bg.mu.Lock()
 	bg.queue = append(bg.queue, committables)
 	bg.mu.Unlock()
@@ -989,29 +1026,33 @@ func (w *s3Writer[T]) publish(bg *s3Committer) {
 			}
 		}
 		cs := bg.queue[0]
-		failed := bg.err != nil
 		bg.mu.Unlock()
-		for backoff := 250 * time.Millisecond; !failed; backoff = min(2*backoff, s3CommitBackoff) {
+		for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, s3CommitBackoff) {
 			err := w.commitNow(bg.ctx, cs)
-			if err == nil || bg.ctx.Err() != nil {
+			if bg.ctx.Err() != nil {
+				return // closing: what is queued stays in the snapshots
+			}
+			if err == nil {
 				break
 			}
 			if !checkpoint.S3Transient(err) {
 				bg.mu.Lock()
 				bg.err = err
+				bg.signal()
 				bg.mu.Unlock()
-				break
+				return
 			}
 			w.logf("%v (trying again in %v)", err, backoff)
 			select {
 			case <-bg.ctx.Done():
+				return
 			case <-time.After(backoff):
 			}
 		}
 		bg.mu.Lock()
 		bg.queue = bg.queue[1:]
+		bg.signal()
 		bg.mu.Unlock()
-		bg.pending.Done()
 	}
 }
 
@@ -1049,16 +1090,30 @@ func (w *s3Writer[T]) Publishing() [][]byte {
 // committable handed to Commit is published, or the first failure, or when
 // the task is cancelled.
 func (w *s3Writer[T]) WaitCommitted() error {
-	if w.bg == nil {
+	bg := w.bg
+	if bg == nil {
 		return nil
 	}
-	idle := make(chan struct{})
-	go func() { w.bg.pending.Wait(); close(idle) }()
-	select {
-	case <-idle:
-		return w.bg.failed()
-	case <-w.ctx.Done():
-		return w.ctx.Err()
+	for {
+		bg.mu.Lock()
+		err, idle, changed := bg.err, len(bg.queue) == 0, bg.changed
+		bg.mu.Unlock()
+		if err != nil || idle {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		case <-bg.done:
+			bg.mu.Lock()
+			err, idle := bg.err, len(bg.queue) == 0
+			bg.mu.Unlock()
+			if err == nil && !idle {
+				err = fmt.Errorf("filesink: %s: publishing stopped before it was done; the next restore publishes the rest", w.s.url())
+			}
+			return err
+		}
 	}
 }
 
@@ -1228,6 +1283,9 @@ func (w *s3Writer[T]) Close() error {
 		}
 		select {
 		case <-bg.done:
+		case <-w.ctx.Done():
+			bg.cancel()
+			<-bg.done
 		case <-time.After(s3CloseGrace):
 			w.logf("filesink: %s: publishing of committed checkpoints abandoned after %v; the next restore publishes it", w.s.url(), s3CloseGrace)
 			bg.cancel()
