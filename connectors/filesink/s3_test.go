@@ -394,6 +394,16 @@ func TestS3MissingStage(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "s3://out/missing/part-000001-0000-000007") || !strings.Contains(err.Error(), "output lost") {
 			t.Fatalf("commit of a lost v%d transaction: %v", lost.version, err)
 		}
+		if !graph.IsUnrecoverable(err) {
+			t.Fatalf("lost output is not unrecoverable: %v", err)
+		}
+		// A failed batch is not dropped: it stays in the snapshots.
+		if p := w.(ebbflow.SinkCommitWaiter).Publishing(); len(p) != 1 || string(p[0]) != string(lost.encode()) {
+			t.Fatalf("publishing after the failure: %q", p)
+		}
+		if _, err := w.PreCommit(9); err == nil {
+			t.Fatal("pre-commit after a failed commit succeeded")
+		}
 		if _, err := Lines(dir, formatStr).NewWriter(ebbflow.SinkContext{Attempt: 2, Restored: true, Committables: [][]byte{lost.encode()}}); err == nil {
 			t.Fatalf("restore with a lost v%d transaction succeeded", lost.version)
 		}
