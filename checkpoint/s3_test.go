@@ -1049,41 +1049,8 @@ func TestS3PutIfAbsentMultipartRace(t *testing.T) {
 	cfg := s3Config(m, "ebbflow-test", "")
 	cfg.PartSize = 5 << 20
 	s := openS3(t, cfg)
-	const n = 4
 	for round := 0; round < 3; round++ {
-		name := fmt.Sprintf("job/chk-%d/_metadata", round)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				errs[i] = s.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, 11<<20))
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				if winner != -1 {
-					t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
-				}
-				winner = i
-			case !errors.Is(err, ErrExists):
-				t.Fatalf("round %d writer %d: %v", round, i, err)
-			}
-		}
-		if winner == -1 {
-			t.Fatalf("round %d: no writer won", round)
-		}
-		got, err := s.Get(ctx, name)
-		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 11<<20)) {
-			t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
-		}
+		racePutIfAbsent(t, s, round, 4, 11<<20)
 	}
 	for up := range rawS3(t, m).ListIncompleteUploads(ctx, "ebbflow-test", "", true) {
 		if up.Err != nil {

@@ -132,42 +132,48 @@ func contractPutIfAbsent(t *testing.T, st Storage) {
 // Racing create-only writers: exactly one wins and its bytes are stored
 // whole.
 func contractPutIfAbsentRace(t *testing.T, st Storage) {
-	ctx := context.Background()
-	const n = 16
 	for round := 0; round < 5; round++ {
-		name := fmt.Sprintf("job/chk-%d/_metadata", round)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				errs[i] = st.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, 4096))
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				if winner != -1 {
-					t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
-				}
-				winner = i
-			case !errors.Is(err, ErrExists):
-				t.Fatalf("round %d writer %d: %v", round, i, err)
+		racePutIfAbsent(t, st, round, 16, 4096)
+	}
+}
+
+// racePutIfAbsent starts n writers of objects of size bytes under one name
+// at once and checks that exactly one created it, with its bytes.
+func racePutIfAbsent(t *testing.T, st Storage, round, n, size int) {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("job/chk-%d/_metadata", round)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = st.PutIfAbsent(ctx, name, bytes.Repeat([]byte{byte('a' + i)}, size))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner != -1 {
+				t.Fatalf("round %d: writers %d and %d both created %s", round, winner, i, name)
 			}
+			winner = i
+		case !errors.Is(err, ErrExists):
+			t.Fatalf("round %d writer %d: %v", round, i, err)
 		}
-		if winner == -1 {
-			t.Fatalf("round %d: no writer won", round)
-		}
-		got, err := st.Get(ctx, name)
-		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 4096)) {
-			t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
-		}
+	}
+	if winner == -1 {
+		t.Fatalf("round %d: no writer won", round)
+	}
+	got, err := st.Get(ctx, name)
+	if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, size)) {
+		t.Fatalf("round %d: stored object is not the winner's: %v", round, err)
 	}
 }
 

@@ -499,7 +499,10 @@ func (jm *JobManager) commit(ctx context.Context, d *deployment, p *checkpoint.P
 		if err != nil && !errors.Is(err, ErrLostLeadership) {
 			// The CAS may have happened without an answer: read the
 			// pointer back.
-			switch ptr, rerr := jm.readPointer(ctx); {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			ptr, rerr := jm.readPointer(rctx)
+			rcancel()
+			switch {
 			case rerr != nil:
 				unsure = true
 			case ptr != nil && ptr.ID == p.ID && ptr.Dir == dir:
@@ -589,14 +592,11 @@ func (jm *JobManager) retain(ctx context.Context, latest int64) {
 	}
 }
 
-// readPointer reads the latest checkpoint pointer from etcd (nil if none),
-// within a few seconds.
+// readPointer reads the latest checkpoint pointer from etcd (nil if none).
 func (jm *JobManager) readPointer(ctx context.Context) (*cluster.CheckpointPointer, error) {
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := jm.cfg.Etcd.Get(rctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
+	resp, err := jm.cfg.Etcd.Get(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read latest checkpoint pointer: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, nil
@@ -614,7 +614,9 @@ func (jm *JobManager) settlePointer(ctx context.Context) bool {
 	if !jm.pointerUnsure {
 		return true
 	}
-	p, err := jm.readPointer(ctx)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	p, err := jm.readPointer(rctx)
 	if err != nil {
 		jm.log.Warn("cannot read the checkpoint pointer back after a commit without an answer; deploying later", zap.Error(err))
 		return false

@@ -330,16 +330,12 @@ func (jm *JobManager) prepare(ctx context.Context) error {
 			jm.lastP = hist[len(hist)-1].To
 		}
 	}
-	resp, err = jm.cfg.Etcd.Get(ctx, cluster.LatestCheckpointKey(jm.cfg.Cluster))
+	p, err := jm.readPointer(ctx)
 	if err != nil {
-		return fmt.Errorf("jobmanager: read latest checkpoint pointer: %w", err)
+		return fmt.Errorf("jobmanager: %w", err)
 	}
-	if len(resp.Kvs) > 0 {
-		var p cluster.CheckpointPointer
-		if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
-			return fmt.Errorf("jobmanager: checkpoint pointer %s is corrupt: %w", cluster.LatestCheckpointKey(jm.cfg.Cluster), err)
-		}
-		jm.latest = &p
+	if p != nil {
+		jm.latest = p
 		jm.lastID = p.ID
 	} else if jm.cfg.FromSavepoint != "" {
 		dir := strings.TrimSuffix(jm.cfg.FromSavepoint, "/") + "/"

@@ -131,19 +131,6 @@ func (s *s3Store) key(name string) string {
 	return s.prefix + "/" + name
 }
 
-// name is the name relative to the output prefix of a key directly under
-// it, or false.
-func (s *s3Store) name(key string) (string, bool) {
-	name := key
-	if s.prefix != "" {
-		var ok bool
-		if name, ok = strings.CutPrefix(key, s.prefix+"/"); !ok {
-			return "", false
-		}
-	}
-	return name, name != "" && !strings.Contains(name, "/")
-}
-
 // staged is the name relative to the output prefix of a key directly under
 // it or directly under its staging folder, or false.
 func (s *s3Store) staged(key string) (string, bool) {
@@ -169,24 +156,29 @@ func opContextOf(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, s3OpTimeout)
 }
 
-func opContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s3OpTimeout)
-}
+func opContext() (context.Context, context.CancelFunc) { return opContextOf(context.Background()) }
 
 // committed returns the names of the committed part objects, sorted.
 func (s *s3Store) committed() ([]string, error) {
-	ctx, cancel := opContext()
+	names, err := s.list(context.Background(), finalPrefix)
+	sort.Strings(names)
+	return names, err
+}
+
+// list returns the names (relative to the output prefix) of the part
+// objects and stages whose names start with prefix.
+func (s *s3Store) list(parent context.Context, prefix string) ([]string, error) {
+	ctx, cancel := opContextOf(parent)
 	defer cancel()
 	var names []string
-	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(finalPrefix), Recursive: true}) {
+	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(prefix), Recursive: true}) {
 		if obj.Err != nil {
-			return nil, s.wrap("list", s.describe(finalPrefix+"*"), obj.Err)
+			return nil, s.wrap("list", s.describe(prefix+"*"), obj.Err)
 		}
-		if name, ok := s.name(obj.Key); ok {
+		if name, ok := s.staged(obj.Key); ok && strings.HasPrefix(name, prefix) {
 			names = append(names, name)
 		}
 	}
-	sort.Strings(names)
 	return names, nil
 }
 
@@ -492,37 +484,23 @@ func (c *s3Connector[T]) newWriter(ctx ebbflow.SinkContext) (ebbflow.SinkWriter[
 
 // stages lists the staged objects, by name relative to the output prefix.
 func (s *s3Store) stages(parent context.Context) ([]string, error) {
-	ctx, cancel := opContextOf(parent)
-	defer cancel()
-	var names []string
-	for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(stagingDir + finalPrefix), Recursive: true}) {
-		if obj.Err != nil {
-			return nil, s.wrap("list", s.describe(stagingDir+finalPrefix+"*"), obj.Err)
-		}
-		if name, ok := s.staged(obj.Key); ok && strings.HasPrefix(name, stagingDir) {
-			names = append(names, name)
-		}
-	}
-	return names, nil
+	return s.list(parent, stagingDir+finalPrefix)
 }
 
 // nextSeq is the first seq of writer (attempt, subtask) that names neither
 // a final nor a staged object: 0, unless an earlier run with the same
 // attempt numbers (a run started afresh) left some.
 func (s *s3Store) nextSeq(attempt int64, subtask int) (int64, error) {
-	ctx, cancel := opContext()
-	defer cancel()
 	mine := strings.TrimSuffix(partFileName(attempt, subtask, 0), "000000")
 	var seq int64
 	for _, p := range []string{mine, stagingDir + mine} {
-		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.key(p), Recursive: true}) {
-			if obj.Err != nil {
-				return 0, s.wrap("list", s.describe(p+"*"), obj.Err)
-			}
-			if name, ok := s.staged(obj.Key); ok {
-				if a, st, sq, ok := partName(strings.TrimPrefix(name, stagingDir)); ok && a == attempt && st == subtask {
-					seq = max(seq, sq+1)
-				}
+		names, err := s.list(context.Background(), p)
+		if err != nil {
+			return 0, err
+		}
+		for _, name := range names {
+			if a, st, sq, ok := partName(strings.TrimPrefix(name, stagingDir)); ok && a == attempt && st == subtask {
+				seq = max(seq, sq+1)
 			}
 		}
 	}

@@ -436,13 +436,7 @@ func TestS3InterruptedCommit(t *testing.T) {
 	// A stage replaced after its pre-commit (ETag changed) is not copied.
 	w2 := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
 	writeS(t, w2, "c")
-	chk2 := preCommitS(t, w2, 2)
-	if _, err := c.PutObject(ctx, "out", "interrupted/_staging/part-000002-0000-000000", strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := commitWait(w2, chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
-		t.Fatalf("commit of a replaced stage: %v", err)
-	}
+	assertReplacedStageNotCommitted(t, c, w2, "interrupted/_staging/part-000002-0000-000000")
 	if got := readS3(t, dir); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("committed: %q", got)
 	}
@@ -813,13 +807,7 @@ func TestS3ComposedCommit(t *testing.T) {
 	// A replaced stage is not composed.
 	w2 := newS3Writer(t, dir, ebbflow.SinkContext{Attempt: 2, Parallelism: 1, Restored: true})
 	writeS(t, w2, big(6, 'd')...)
-	chk2 := preCommitS(t, w2, 2)
-	if _, err := c.PutObject(context.Background(), "out", "composed/_staging/part-000002-0000-000000", strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := commitWait(w2, chk2); err == nil || !strings.Contains(err.Error(), "output lost") {
-		t.Fatalf("commit of a replaced stage: %v", err)
-	}
+	assertReplacedStageNotCommitted(t, c, w2, "composed/_staging/part-000002-0000-000000")
 }
 
 // TestS3CompletionUnanswered: a multipart completion that got no answer
@@ -853,5 +841,19 @@ func TestS3CompletionUnanswered(t *testing.T) {
 	}
 	if got := readS3(t, dir); !slices.Equal(got, slices.Concat(first, second)) {
 		t.Fatalf("committed %d lines, want %d", len(got), len(first)+len(second))
+	}
+}
+
+// assertReplacedStageNotCommitted pre-commits w's transaction, replaces its
+// stage (key, in bucket "out") by another object, and checks that the
+// commit refuses it as lost output.
+func assertReplacedStageNotCommitted(t *testing.T, c *minio.Client, w ebbflow.SinkWriter[string], key string) {
+	t.Helper()
+	chk := preCommitS(t, w, 2)
+	if _, err := c.PutObject(context.Background(), "out", key, strings.NewReader("forged\n"), 7, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commitWait(w, chk); err == nil || !strings.Contains(err.Error(), "output lost") {
+		t.Fatalf("commit of a replaced stage: %v", err)
 	}
 }

@@ -34,10 +34,8 @@ func runChurn(t *testing.T, killLeader bool) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	m := testenv.StartMinIO(t)
 	c := newCluster(t, "s3://ebbflow-churn/checkpoints",
-		"EBBFLOW_S3_ENDPOINT="+m.Endpoint, "EBBFLOW_S3_ACCESS_KEY="+m.AccessKey, "EBBFLOW_S3_SECRET_KEY="+m.SecretKey,
-		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true",
-		"EBBFLOW_JOBMANAGER_STABILIZATION=300ms", "EBBFLOW_JOBMANAGER_COOLDOWN=500ms", "EBBFLOW_JOBMANAGER_DRAIN_TIMEOUT=8s",
-		"EBBFLOW_TASKMANAGER_DRAIN_TIMEOUT=20s")
+		append(minioEnv(m), "EBBFLOW_JOBMANAGER_STABILIZATION=300ms", "EBBFLOW_JOBMANAGER_COOLDOWN=500ms", "EBBFLOW_JOBMANAGER_DRAIN_TIMEOUT=8s",
+			"EBBFLOW_TASKMANAGER_DRAIN_TIMEOUT=20s")...)
 	in, out, args := wcJob(t, c.dir, 120000, 4000)
 	c.jobArgs = args
 

@@ -377,8 +377,7 @@ func TestClusterScaleUpAndDrain(t *testing.T) {
 func TestClusterS3CheckpointsSurviveOutage(t *testing.T) {
 	m := testenv.StartMinIO(t)
 	c := newCluster(t, "s3://ebbflow-e2e/checkpoints",
-		"EBBFLOW_S3_ENDPOINT="+m.Endpoint, "EBBFLOW_S3_ACCESS_KEY="+m.AccessKey, "EBBFLOW_S3_SECRET_KEY="+m.SecretKey,
-		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true", "EBBFLOW_CHECKPOINT_TOLERABLE_FAILURES=1000", "EBBFLOW_CHECKPOINT_TIMEOUT=3s")
+		append(minioEnv(m), "EBBFLOW_CHECKPOINT_TOLERABLE_FAILURES=1000", "EBBFLOW_CHECKPOINT_TIMEOUT=3s")...)
 	in, out, args := wcJob(t, c.dir, 40000, 5000)
 	c.jobArgs = args
 	c.taskmanager("tm-1", 2)
@@ -433,8 +432,7 @@ func failedCheckpoints(j *jobmanager) int {
 // exactly-once.
 func TestClusterS3OutputExactlyOnce(t *testing.T) {
 	m := testenv.StartMinIO(t)
-	s3env := []string{"EBBFLOW_S3_ENDPOINT=" + m.Endpoint, "EBBFLOW_S3_ACCESS_KEY=" + m.AccessKey, "EBBFLOW_S3_SECRET_KEY=" + m.SecretKey,
-		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true"}
+	s3env := minioEnv(m)
 	c := newCluster(t, "s3://ebbflow-out/checkpoints", s3env...)
 	in := filepath.Join(c.dir, "in.txt")
 	writeCorpus(t, in, 24000, 11)
@@ -448,16 +446,7 @@ func TestClusterS3OutputExactlyOnce(t *testing.T) {
 	if code := jm.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("jobmanager exit %d:\n%s", code, jm.stderr())
 	}
-	for _, kv := range s3env {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	lines, err := filesink.ReadCommitted(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	testenv.AssertExactlyOnce(t, lines, testenv.WordcountReference(t, in))
+	assertS3OutputExactlyOnce(t, s3env, out, in)
 }
 
 // Checkpoints and output both in S3, and S3 stops for a while mid-run:
@@ -467,8 +456,7 @@ func TestClusterS3OutputExactlyOnce(t *testing.T) {
 // without a single restart and finishes with its output exactly-once.
 func TestClusterS3OutputSurvivesOutage(t *testing.T) {
 	m := testenv.StartMinIO(t)
-	s3env := []string{"EBBFLOW_S3_ENDPOINT=" + m.Endpoint, "EBBFLOW_S3_ACCESS_KEY=" + m.AccessKey, "EBBFLOW_S3_SECRET_KEY=" + m.SecretKey,
-		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true"}
+	s3env := minioEnv(m)
 	c := newCluster(t, "s3://ebbflow-out/checkpoints", append(s3env, "EBBFLOW_CHECKPOINT_TOLERABLE_FAILURES=1000", "EBBFLOW_CHECKPOINT_TIMEOUT=3s")...)
 	in := filepath.Join(c.dir, "in.txt")
 	writeCorpus(t, in, 40000, 17)
@@ -509,6 +497,20 @@ func TestClusterS3OutputSurvivesOutage(t *testing.T) {
 		}
 	}
 	t.Logf("checkpoint %d before the outage, %d failed during it, %d after", before.LastCompleted.ID, nFailed, after.LastCompleted.ID)
+	assertS3OutputExactlyOnce(t, s3env, out, in)
+}
+
+// minioEnv is the S3 connection of the processes (and of the S3 output) to
+// MinIO m, creating buckets as needed.
+func minioEnv(m *testenv.MinIO) []string {
+	return []string{"EBBFLOW_S3_ENDPOINT=" + m.Endpoint, "EBBFLOW_S3_ACCESS_KEY=" + m.AccessKey, "EBBFLOW_S3_SECRET_KEY=" + m.SecretKey,
+		"EBBFLOW_S3_TLS=false", "EBBFLOW_S3_CREATE_BUCKET=true"}
+}
+
+// assertS3OutputExactlyOnce reads the committed wordcount output in S3 (with
+// the processes' S3 connection s3env) and checks it against input in.
+func assertS3OutputExactlyOnce(t *testing.T, s3env []string, out, in string) {
+	t.Helper()
 	for _, kv := range s3env {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
