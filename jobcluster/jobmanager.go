@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -213,13 +214,14 @@ func (jm *JobManager) Run(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("jobmanager: campaign: %w", err)
 	}
-	// Under mu: Status and Epoch read the epoch from other goroutines.
+	// Under mu: Status and Epoch read the epoch from other goroutines, and
+	// see it together with the phase that is no longer "standby".
 	jm.mu.Lock()
 	jm.epoch = jm.election.Rev()
+	jm.status.Phase = "starting"
 	jm.mu.Unlock()
 	jm.leaderKy = jm.election.Key()
 	jm.log.Info("became leader", zap.Int64("epoch", jm.epoch), zap.String("key", jm.leaderKy))
-	jm.setPhase("starting")
 	jm.metrics.leader.Set(1)
 	defer jm.metrics.leader.Set(0)
 
@@ -426,49 +428,30 @@ func (jm *JobManager) checkpointIDs(ctx context.Context) ([]int64, error) {
 func (jm *JobManager) watchTaskManagers(ctx context.Context) {
 	defer jm.wg.Done()
 	prefix := cluster.TaskManagersPrefix(jm.cfg.Cluster)
-	for ctx.Err() == nil {
-		resp, err := jm.cfg.Etcd.Get(ctx, prefix, clientv3.WithPrefix())
-		if err != nil {
-			if ctx.Err() == nil {
-				jm.log.Warn("list taskmanagers", zap.Error(err))
-				time.Sleep(200 * time.Millisecond)
-			}
-			continue
-		}
-		set := map[string]cluster.TaskManagerInfo{}
-		for _, kv := range resp.Kvs {
+	set := map[string]cluster.TaskManagerInfo{}
+	load := func(kvs []*mvccpb.KeyValue) {
+		set = map[string]cluster.TaskManagerInfo{}
+		for _, kv := range kvs {
 			if info, err := cluster.DecodeTaskManager(string(kv.Key), kv.Value); err == nil {
 				set[info.ID] = info
 			}
 		}
 		jm.post(ctx, evTMs{tms: copySet(set)})
-		// Each watch has its own context, so that breaking out of it to
-		// list again also ends it.
-		wctx, stopWatch := context.WithCancel(ctx)
-		wc := jm.cfg.Etcd.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-		for wr := range wc {
-			if wr.CompactRevision != 0 {
-				jm.log.Info("taskmanager watch compacted; listing again", zap.Int64("compactRevision", wr.CompactRevision))
-				break
-			}
-			if err := wr.Err(); err != nil {
-				jm.log.Warn("taskmanager watch", zap.Error(err))
-				break
-			}
-			for _, ev := range wr.Events {
-				id := strings.TrimPrefix(string(ev.Kv.Key), prefix)
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(set, id)
-					continue
-				}
-				if info, err := cluster.DecodeTaskManager(string(ev.Kv.Key), ev.Kv.Value); err == nil {
-					set[info.ID] = info
-				}
-			}
-			jm.post(ctx, evTMs{tms: copySet(set)})
-		}
-		stopWatch()
 	}
+	apply := func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			id := strings.TrimPrefix(string(ev.Kv.Key), prefix)
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(set, id)
+				continue
+			}
+			if info, err := cluster.DecodeTaskManager(string(ev.Kv.Key), ev.Kv.Value); err == nil {
+				set[info.ID] = info
+			}
+		}
+		jm.post(ctx, evTMs{tms: copySet(set)})
+	}
+	jm.listWatch(ctx, "list taskmanagers", "taskmanager", prefix, []clientv3.OpOption{clientv3.WithPrefix()}, false, load, apply, func() {})
 }
 
 func copySet(m map[string]cluster.TaskManagerInfo) map[string]cluster.TaskManagerInfo {

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/ebbflow/ebbflow/internal/cluster"
 )
@@ -120,37 +118,7 @@ func (c *leaderCache) leader() (id string, val []byte, registered, synced bool) 
 func (jm *JobManager) followLeader(ctx context.Context) {
 	c := jm.leaders
 	defer c.unsync()
-	for ctx.Err() == nil {
-		resp, err := jm.cfg.Etcd.Get(ctx, c.start, clientv3.WithRange(c.end))
-		if err != nil {
-			if ctx.Err() == nil {
-				jm.log.Warn("list the leader and jobmanagers keys", zap.Error(err))
-				select {
-				case <-time.After(200 * time.Millisecond):
-				case <-ctx.Done():
-				}
-			}
-			continue
-		}
-		c.load(resp.Kvs)
-		// WithRequireLeader: a member cut off from its cluster ends the
-		// watch instead of going quiet, so the view does not go stale.
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wc := jm.cfg.Etcd.Watch(wctx, c.start, clientv3.WithRange(c.end), clientv3.WithRev(resp.Header.Revision+1))
-		for wr := range wc {
-			if wr.CompactRevision != 0 {
-				jm.log.Info("leader watch compacted; listing again", zap.Int64("compactRevision", wr.CompactRevision))
-				break
-			}
-			if err := wr.Err(); err != nil {
-				jm.log.Warn("leader watch", zap.Error(err))
-				break
-			}
-			c.apply(wr.Events)
-		}
-		cancel()
-		c.unsync()
-	}
+	jm.listWatch(ctx, "list the leader and jobmanagers keys", "leader", c.start, []clientv3.OpOption{clientv3.WithRange(c.end)}, true, c.load, c.apply, c.unsync)
 }
 
 // leaderInfo finds the leader (the oldest election key) and its REST
